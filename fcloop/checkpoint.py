@@ -1,0 +1,122 @@
+"""Checkpoints: the adapter in PEFT format plus the train state, written atomically.
+
+A checkpoint is `step_NNNNNN/` holding `adapter_config.json` + `adapter_model.safetensors` (loadable by
+`PeftModel.from_pretrained`) and `train_state.pt` (optimizer state, RNG states, run state; read back with
+`torch.load(weights_only=True)`). It is written under a temporary name and renamed, so a folder with the
+final name is always complete; a crash mid-write leaves only a `.partial` folder that is ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+STEP_FOLDER = re.compile(r"^step_(\d{6,})$")
+TRAIN_STATE_FILE = "train_state.pt"
+
+
+@dataclass
+class RunState:
+    """Everything that says where a run is; exactly what a checkpoint saves besides weights and optimizer."""
+
+    step: int = 0
+    """Optimizer steps completed."""
+    epoch: int = 0
+    """Current epoch of the data plan."""
+    row_in_epoch: int = 0
+    """Data cursor: rows of the current epoch already consumed."""
+    tokens_seen: int = 0
+    supervised_tokens_seen: int = 0
+
+
+def step_folder(out_dir: str | Path, step: int) -> Path:
+    return Path(out_dir) / f"step_{step:06d}"
+
+
+def list_checkpoints(out_dir: str | Path) -> list[Path]:
+    """Complete checkpoints in step order."""
+    folder = Path(out_dir)
+    if not folder.is_dir():
+        return []
+    found = [
+        p for p in folder.iterdir() if p.is_dir() and STEP_FOLDER.match(p.name) and (p / TRAIN_STATE_FILE).exists()
+    ]
+    return sorted(found, key=lambda p: int(STEP_FOLDER.match(p.name).group(1)))
+
+
+def rng_states() -> dict[str, Any]:
+    # Only torch's generators drive randomness in training (LoRA dropout); the data order is derived from
+    # run.seed and the epoch, so it needs no saved state.
+    states: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.iterdir():
+        if path.is_file():
+            with path.open("rb") as file:
+                os.fsync(file.fileno())
+
+
+def save_checkpoint(
+    out_dir: str | Path, model, optimizer: torch.optim.Optimizer, state: RunState, keep_last: int
+) -> Path:
+    """Write step_NNNNNN/ atomically, then delete all but the newest `keep_last` checkpoints."""
+    final = step_folder(out_dir, state.step)
+    partial = final.with_name(final.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    model.save_pretrained(partial)
+    torch.save(
+        {"run_state": asdict(state), "optimizer": optimizer.state_dict(), "rng": rng_states()},
+        partial / TRAIN_STATE_FILE,
+    )
+    _fsync_tree(partial)
+    if final.exists():
+        shutil.rmtree(final)
+    partial.rename(final)
+    for old in list_checkpoints(out_dir)[:-keep_last]:
+        shutil.rmtree(old)
+    return final
+
+
+def find_resume_checkpoint(out_dir: str | Path, resume: str) -> Path | None:
+    if resume == "never":
+        return None
+    if resume == "auto":
+        checkpoints = list_checkpoints(out_dir)
+        return checkpoints[-1] if checkpoints else None
+    path = Path(resume)
+    if not (path / TRAIN_STATE_FILE).exists():
+        raise FileNotFoundError(f"checkpoint.resume = {resume!r}: no {TRAIN_STATE_FILE} there")
+    return path
+
+
+def load_checkpoint(folder: Path, model, optimizer: torch.optim.Optimizer) -> RunState:
+    """Restore adapter weights, optimizer state and RNG states; return the run state to continue from."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    adapter = load_file(folder / "adapter_model.safetensors")
+    result = set_peft_model_state_dict(model, adapter)
+    missing = [key for key in result.missing_keys if "lora_" in key or "trainable_tokens" in key]
+    if missing:
+        raise RuntimeError(f"{folder}: the adapter lacks trained weights the model has: {missing[:5]}")
+    saved = torch.load(folder / TRAIN_STATE_FILE, weights_only=True, map_location="cpu")
+    optimizer.load_state_dict(saved["optimizer"])
+    restore_rng_states(saved["rng"])
+    return RunState(**saved["run_state"])

@@ -1,0 +1,159 @@
+"""The data path, one way: sources -> conversations -> rendered text -> encoded examples, with counts.
+
+Nothing is lost silently: every row read is either kept, skipped for a named reason (only when
+data.on_bad_row = "skip"), dropped as too long, or kept truncated on request; `DataStats` counts each.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+
+from fcloop.config import DataConfig
+from fcloop.conversation import BadRow, Conversation, RowProblem
+from fcloop.gemma_format import render
+from fcloop.readers import detect_file_format, iter_rows, read_row
+from fcloop.tokenization import Encoded, encode
+from fcloop.toolcalls import canonicalize_tool_calls
+
+
+@dataclass
+class DataStats:
+    rows_read: int = 0
+    kept: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    """Bad rows skipped (data.on_bad_row = "skip"), by reason."""
+    dropped_too_long: int = 0
+    truncated: int = 0
+    tokens: int = 0
+    supervised_tokens: int = 0
+
+    def lines(self) -> list[str]:
+        lines = [
+            f"rows read: {self.rows_read}",
+            f"kept: {self.kept}",
+            f"dropped, too long: {self.dropped_too_long}",
+            f"kept truncated (at a turn boundary): {self.truncated}",
+            f"skipped bad rows: {sum(self.skipped.values())}",
+        ]
+        lines += [f"  {reason}: {count}" for reason, count in sorted(self.skipped.items())]
+        share = self.supervised_tokens / self.tokens if self.tokens else 0.0
+        lines += [f"tokens: {self.tokens}", f"supervised tokens: {self.supervised_tokens} ({share:.1%})"]
+        return lines
+
+    def as_dict(self) -> dict[str, object]:
+        return {**dataclasses.asdict(self), "skipped": dict(self.skipped)}
+
+
+def _handle_bad_row(error: BadRow, on_bad_row: str, stats: DataStats) -> None:
+    if on_bad_row == "error":
+        raise error
+    stats.skipped[error.reason] += 1
+
+
+def _canonicalize(conversation: Conversation) -> Conversation:
+    messages = tuple(
+        dataclasses.replace(m, content=canonicalize_tool_calls(m.content)) if m.role == "assistant" else m
+        for m in conversation.messages
+    )
+    return dataclasses.replace(conversation, messages=messages)
+
+
+def read_conversations(sources: tuple[str, ...], config: DataConfig, stats: DataStats) -> list[Conversation]:
+    """All rows of all sources as conversations; bad rows raise or are counted, per data.on_bad_row."""
+    conversations = []
+    for source in sources:
+        rows = list(iter_rows(source))
+        fmt = config.format if config.format != "auto" else detect_file_format(rows, source)
+        for index, row in rows:
+            stats.rows_read += 1
+            try:
+                conversation = read_row(row, fmt, source, index)
+                if config.canonicalize_tool_calls:
+                    conversation = _canonicalize(conversation)
+            except BadRow as error:
+                _handle_bad_row(error, config.on_bad_row, stats)
+                continue
+            conversations.append(conversation)
+    return conversations
+
+
+def encode_conversations(
+    conversations: list[Conversation], tokenizer, config: DataConfig, stats: DataStats
+) -> list[Encoded]:
+    """Render and tokenize each conversation; too long ones are dropped (or truncated) and counted."""
+    examples = []
+    for conversation in conversations:
+        rendered = render(conversation, config.think_instruction)
+        try:
+            example = encode(
+                rendered,
+                tokenizer,
+                config.max_seq_len,
+                truncate=config.on_too_long == "truncate",
+                source=conversation.source,
+                index=conversation.index,
+            )
+        except RowProblem as problem:
+            if problem.reason == "too long":
+                stats.dropped_too_long += 1
+                continue
+            _handle_bad_row(
+                BadRow(conversation.source, conversation.index, problem.reason, problem.detail),
+                config.on_bad_row,
+                stats,
+            )
+            continue
+        stats.kept += 1
+        stats.truncated += example.truncated
+        stats.tokens += len(example)
+        stats.supervised_tokens += example.supervised_tokens
+        examples.append(example)
+    return examples
+
+
+def split_held_out(
+    conversations: list[Conversation], fraction: float, seed: int
+) -> tuple[list[Conversation], list[Conversation]]:
+    """(train, eval): a seeded random `fraction` held out; both keep source order."""
+    count = round(len(conversations) * fraction)
+    if fraction > 0 and count == 0:
+        count = 1  # a requested eval split is never silently empty
+    chosen = set(random.Random(f"{seed}:eval-split").sample(range(len(conversations)), count))
+    train = [c for i, c in enumerate(conversations) if i not in chosen]
+    held_out = [c for i, c in enumerate(conversations) if i in chosen]
+    return train, held_out
+
+
+@dataclass
+class Datasets:
+    train: list[Encoded]
+    eval: list[Encoded]
+    train_stats: DataStats
+    eval_stats: DataStats
+    eval_conversations: list[Conversation]
+    """Kept for generation-based evaluation (the tool-call scorer)."""
+
+
+def load_datasets(config: DataConfig, tokenizer, seed: int) -> Datasets:
+    if not config.train:
+        raise ValueError("data.train is empty: name at least one training source")
+    train_stats, eval_stats = DataStats(), DataStats()
+    train_conversations = read_conversations(config.train, config, train_stats)
+    if config.eval:
+        eval_conversations = read_conversations(config.eval, config, eval_stats)
+    elif config.eval_fraction > 0:
+        train_conversations, eval_conversations = split_held_out(train_conversations, config.eval_fraction, seed)
+        eval_stats.rows_read = len(eval_conversations)
+        train_stats.rows_read -= len(eval_conversations)
+    else:
+        eval_conversations = []
+    train = encode_conversations(train_conversations, tokenizer, config, train_stats)
+    eval_examples = encode_conversations(eval_conversations, tokenizer, config, eval_stats)
+    if not train:
+        raise ValueError("no training example is left after reading the data:\n  " + "\n  ".join(train_stats.lines()))
+    kept_ids = {(e.source, e.index) for e in eval_examples}
+    kept_eval_conversations = [c for c in eval_conversations if (c.source, c.index) in kept_ids]
+    return Datasets(train, eval_examples, train_stats, eval_stats, kept_eval_conversations)

@@ -1,0 +1,98 @@
+"""`python -m fcloop.inspect CONFIG [--section.key=value ...] [--dump FILE.jsonl] [--show N]`
+
+Reads the data exactly as training does and prints what came of it: rows read, kept, skipped and dropped by
+reason, tokens, supervised tokens, packing efficiency, and a few rendered examples with the supervised
+tokens highlighted. `--dump` writes one JSON object per kept conversation in source order,
+{"index", "input_ids", "labels"} before packing, and saves the tokenizer beside it as FILE.tokenizer/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from fcloop.config import ConfigError, load_config, split_cli
+from fcloop.tokenization import IGNORE_INDEX, Encoded
+
+SUPERVISED_START, SUPERVISED_END = "\x1b[1;32m", "\x1b[0m"  # bold green on a terminal
+
+
+def highlight(example: Encoded, tokenizer, color: bool) -> str:
+    """Decode token by token, wrapping supervised runs in color (or in [[ ]] when not on a terminal)."""
+    start, end = (SUPERVISED_START, SUPERVISED_END) if color else ("[[", "]]")
+    pieces, inside = [], False
+    for token, label in zip(example.input_ids, example.labels, strict=True):
+        supervised = label != IGNORE_INDEX
+        if supervised != inside:
+            pieces.append(start if supervised else end)
+            inside = supervised
+        pieces.append(tokenizer.decode([token]))
+    if inside:
+        pieces.append(end)
+    return "".join(pieces)
+
+
+def write_dump(path: Path, examples: list[Encoded], tokenizer) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as file:
+        for example in sorted(examples, key=lambda e: (e.source, e.index)):
+            record = {
+                "index": example.index,
+                "input_ids": list(example.input_ids),
+                "labels": list(example.labels),
+            }
+            file.write(json.dumps(record) + "\n")
+    tokenizer.save_pretrained(path.with_name(path.name + ".tokenizer"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    config_path, overrides, rest = split_cli(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="python -m fcloop.inspect", description=__doc__.split("\n\n")[1])
+    parser.add_argument("--dump", type=Path, help="write the encoded training conversations here (JSON lines)")
+    parser.add_argument("--show", type=int, default=2, help="rendered examples to print (default 2)")
+    args = parser.parse_args(rest)
+    if config_path is None:
+        parser.error("a CONFIG path is required")
+    try:
+        config = load_config(config_path, overrides)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return 2
+
+    from fcloop.data import load_datasets
+    from fcloop.model import load_tokenizer
+    from fcloop.packing import packing_efficiency, plan_rows
+    from fcloop.tokenization import prepare_tokenizer
+
+    tokenizer = load_tokenizer(config.model)
+    prepare_tokenizer(tokenizer, config.data.think_instruction)
+    data = load_datasets(config.data, tokenizer, config.run.seed)
+    for name, examples, stats in (
+        ("train", data.train, data.train_stats),
+        ("eval", data.eval, data.eval_stats),
+    ):
+        if not stats.rows_read:
+            continue
+        lengths = [len(e) for e in examples]
+        rows = plan_rows(lengths, config.data.max_seq_len, config.data.packing, config.run.seed, epoch=0)
+        efficiency = packing_efficiency(rows, lengths, config.data.max_seq_len)
+        print(f"== {name}")
+        for line in stats.lines():
+            print(f"  {line}")
+        mode = "packed" if config.data.packing else "one conversation per row"
+        print(f"  rows of {config.data.max_seq_len} tokens ({mode}): {len(rows)}, packing efficiency {efficiency:.1%}")
+    color = sys.stdout.isatty()
+    for example in data.train[: args.show]:
+        print(f"\n== {example.source} row {example.index}: {len(example)} tokens, "
+              f"{example.supervised_tokens} supervised (highlighted)")  # fmt: skip
+        print(highlight(example, tokenizer, color))
+    if args.dump:
+        write_dump(args.dump, data.train, tokenizer)
+        print(f"\nwrote {len(data.train)} conversations to {args.dump} and the tokenizer to {args.dump}.tokenizer/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,258 @@
+"""The training loop: one `train()` that reads top to bottom in the order a person thinks.
+
+set up -> (resume) -> evaluate at step 0 -> for each optimizer step: set lr, fetch the step's rows, forward
+and backward each micro-batch (loss summed over supervised tokens, divided by the step's supervised token
+count), clip, step, log, evaluate, checkpoint -> save the final adapter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from fcloop.checkpoint import RunState, find_resume_checkpoint, load_checkpoint, save_checkpoint
+from fcloop.config import Config, TrainConfig, save_config
+from fcloop.data import load_datasets
+from fcloop.loss import supervised_cross_entropy
+from fcloop.metrics import MetricsLogger
+from fcloop.model import (
+    add_token_rows,
+    apply_lora,
+    base_config,
+    document_attention_masks,
+    load_model,
+    load_tokenizer,
+    model_parts,
+    parameter_groups,
+    select_trainable,
+    trainable_table,
+)
+from fcloop.packing import Batch, collate, packing_efficiency, plan_rows
+from fcloop.tokenization import Encoded, prepare_tokenizer
+
+
+def learning_rate(step: int, config: TrainConfig, total_steps: int) -> float:
+    """lr for optimizer step `step` (0-based): linear warmup to lr, then decay to lr * min_lr_ratio."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    if config.schedule == "constant":
+        return config.lr
+    progress = min(1.0, (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps))
+    if config.schedule == "cosine":
+        factor = 0.5 * (1.0 + math.cos(math.pi * progress))
+    else:  # linear
+        factor = 1.0 - progress
+    return config.lr * (config.min_lr_ratio + (1.0 - config.min_lr_ratio) * factor)
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def forward_loss(model, batch: Batch, precision: str, device: torch.device) -> tuple[torch.Tensor, int]:
+    """(summed NLL over the batch's supervised targets, their count), documents isolated by the mask."""
+    parts = model_parts(model)
+    mask_dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    masks = document_attention_masks(batch.document_ids, batch.position_ids, base_config(model), mask_dtype)
+    with autocast(device, precision):
+        hidden = parts.decoder(
+            input_ids=batch.input_ids, position_ids=batch.position_ids, attention_mask=masks
+        ).last_hidden_state
+        return supervised_cross_entropy(hidden, batch.target_ids, parts.lm_head, parts.final_logit_softcap)
+
+
+@torch.no_grad()
+def evaluate_loss(
+    model,
+    examples: list[Encoded],
+    capacity: int,
+    packing: bool,
+    batch_size: int,
+    precision: str,
+    device,
+    pad_id: int,
+) -> float:
+    """Token-weighted mean NLL over every supervised token of the eval set."""
+    was_training = model.training
+    model.eval()
+    rows = plan_rows([len(e) for e in examples], capacity, packing, seed=0, epoch=0)
+    total, count = 0.0, 0
+    for start in range(0, len(rows), batch_size):
+        batch = collate([[examples[i] for i in row] for row in rows[start : start + batch_size]], pad_id).to(device)
+        loss_sum, supervised = forward_loss(model, batch, precision, device)
+        total += float(loss_sum)
+        count += supervised
+    model.train(was_training)
+    return total / count
+
+
+@dataclass
+class DataPlan:
+    """Which rows each optimizer step takes. Steps never span epochs; an epoch's last step may be short."""
+
+    examples: list[Encoded]
+    capacity: int
+    packing: bool
+    seed: int
+    rows_per_step: int
+
+    def rows(self, epoch: int) -> list[list[int]]:
+        return plan_rows([len(e) for e in self.examples], self.capacity, self.packing, self.seed, epoch)
+
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.rows(0)) / self.rows_per_step)
+
+    def step_rows(self, state: RunState) -> tuple[list[list[Encoded]], int, int]:
+        """(rows of documents for the step at `state`, epoch after it, data cursor after it)."""
+        epoch_rows = self.rows(state.epoch)
+        chosen = epoch_rows[state.row_in_epoch : state.row_in_epoch + self.rows_per_step]
+        cursor = state.row_in_epoch + len(chosen)
+        epoch, cursor = (state.epoch + 1, 0) if cursor >= len(epoch_rows) else (state.epoch, cursor)
+        return [[self.examples[i] for i in row] for row in chosen], epoch, cursor
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def train(config: Config, stop_after_steps: int | None = None) -> RunState:
+    """Train per `config`; `stop_after_steps` ends the process early (as an interruption would) for tests."""
+    out_dir = Path(config.run.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, out_dir / "config.toml")
+    device = pick_device()
+    dtype = torch.bfloat16 if config.train.precision == "bf16" else torch.float32
+    train_cfg = config.train
+
+    # --- data ---
+    tokenizer = load_tokenizer(config.model)
+    new_token_ids = prepare_tokenizer(tokenizer, config.data.think_instruction)
+    data = load_datasets(config.data, tokenizer, config.run.seed)
+    print("train data:\n  " + "\n  ".join(data.train_stats.lines()))
+    if data.eval:
+        print("eval data:\n  " + "\n  ".join(data.eval_stats.lines()))
+    plan = DataPlan(
+        data.train, config.data.max_seq_len, config.data.packing, config.run.seed,
+        train_cfg.micro_batch_size * train_cfg.grad_accum_steps,
+    )  # fmt: skip
+    total_steps = train_cfg.max_steps or train_cfg.epochs * plan.steps_per_epoch()
+    epoch0_rows = plan.rows(0)
+    efficiency = packing_efficiency(epoch0_rows, [len(e) for e in data.train], config.data.max_seq_len)
+    print(f"rows per epoch: {len(epoch0_rows)}, packing efficiency {efficiency:.1%}, optimizer steps: {total_steps}")
+
+    # --- model: frozen base, LoRA + new-token rows trainable, nothing else ---
+    torch.manual_seed(config.run.seed)
+    model = load_model(config.model, len(tokenizer), dtype, device, config.run.seed)
+    add_token_rows(model, len(tokenizer), new_token_ids)
+    if train_cfg.activation_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model = apply_lora(model, config.lora, new_token_ids)
+    trainable = select_trainable(model)
+    print(trainable_table(model))
+    parameters = [p for _, p in trainable]
+    optimizer = torch.optim.AdamW(
+        parameter_groups(trainable, train_cfg.weight_decay),
+        lr=train_cfg.lr,
+        betas=tuple(train_cfg.adam_betas),
+        fused=device.type == "cuda",
+    )
+    model.train()
+
+    state = RunState()
+    resume_from = find_resume_checkpoint(out_dir, config.checkpoint.resume)
+    if resume_from is not None:
+        state = load_checkpoint(resume_from, model, optimizer)
+        print(f"resumed from {resume_from} at step {state.step}")
+    logger = MetricsLogger(out_dir, resume_after_step=state.step if resume_from else None)
+    evaluate = bool(data.eval) and config.eval.every_steps > 0
+
+    def run_eval(step: int) -> None:
+        eval_loss = evaluate_loss(
+            model, data.eval, config.data.max_seq_len, config.data.packing, config.eval.batch_size,
+            train_cfg.precision, device, tokenizer.pad_token_id,
+        )  # fmt: skip
+        logger.log(step, {"eval/loss": eval_loss})
+        progress.write(f"step {step}: eval/loss {eval_loss:.4f}")
+
+    progress = tqdm(total=total_steps, initial=state.step, desc="train", dynamic_ncols=True)
+    if evaluate and state.step == 0:
+        run_eval(0)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+    while state.step < total_steps:
+        if stop_after_steps is not None and state.step >= stop_after_steps:
+            break
+        started = time.perf_counter()
+        lr = learning_rate(state.step, train_cfg, total_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+
+        # The step's rows are fixed by the seed; how they split into micro-batches does not change the math.
+        rows, next_epoch, next_cursor = plan.step_rows(state)
+        micro_batches = [
+            collate(rows[i : i + train_cfg.micro_batch_size], tokenizer.pad_token_id)
+            for i in range(0, len(rows), train_cfg.micro_batch_size)
+        ]
+        step_supervised = sum(batch.supervised_tokens for batch in micro_batches)
+        step_tokens = sum(batch.tokens for batch in micro_batches)
+        step_loss_sum = 0.0
+        for batch in micro_batches:
+            loss_sum, _ = forward_loss(model, batch.to(device), train_cfg.precision, device)
+            # Divide by the whole step's supervised count, not per micro-batch: every token weighs the same.
+            (loss_sum / step_supervised).backward()
+            step_loss_sum += float(loss_sum.detach())
+
+        max_norm = train_cfg.max_grad_norm if train_cfg.max_grad_norm > 0 else float("inf")
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(parameters, max_norm))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        elapsed = time.perf_counter() - started
+        state.step += 1
+        state.epoch, state.row_in_epoch = next_epoch, next_cursor
+        state.tokens_seen += step_tokens
+        state.supervised_tokens_seen += step_supervised
+        loss = step_loss_sum / step_supervised
+        progress.update(1)
+        progress.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{step_tokens / elapsed:.0f}")
+        if state.step % train_cfg.log_every_steps == 0 or state.step == total_steps:
+            metrics = {
+                "train/loss": loss,
+                "train/lr": lr,
+                "train/grad_norm": grad_norm,
+                "train/tokens": state.tokens_seen,
+                "train/supervised_tokens": state.supervised_tokens_seen,
+                "train/tokens_per_sec": step_tokens / elapsed,
+                "train/epoch": state.epoch,
+                "data/packing_efficiency": efficiency,
+            }
+            if device.type == "cuda":
+                metrics["memory/peak_allocated_gib"] = torch.cuda.max_memory_allocated() / 2**30
+            logger.log(state.step, metrics)
+        if evaluate and (state.step % config.eval.every_steps == 0 or state.step == total_steps):
+            run_eval(state.step)
+        if config.checkpoint.every_steps and state.step % config.checkpoint.every_steps == 0:
+            save_checkpoint(out_dir, model, optimizer, state, config.checkpoint.keep_last)
+
+    progress.close()
+    logger.close()
+    if state.step >= total_steps:
+        save_final(out_dir / "final", model, tokenizer, config)
+    return state
+
+
+def save_final(folder: Path, model, tokenizer, config: Config) -> None:
+    """The adapter, the tokenizer with its chat template, and the config: everything inference needs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    save_config(config, folder / "config.toml")

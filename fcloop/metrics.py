@@ -1,0 +1,52 @@
+"""Where metrics go: `metrics.jsonl` (one object per logged step) and TensorBoard, under the same names."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+METRICS_FILE = "metrics.jsonl"
+
+
+class MetricsLogger:
+    """Writes each record to metrics.jsonl and its numbers as TensorBoard scalars with identical tags."""
+
+    def __init__(self, out_dir: str | Path, resume_after_step: int | None = None) -> None:
+        self.path = Path(out_dir) / METRICS_FILE
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_after_step is None:
+            self.path.write_text("")
+        else:
+            # Lines past the checkpoint were written by the interrupted run and will be written again.
+            kept = [line for line in self._read_lines() if json.loads(line)["step"] <= resume_after_step]
+            self.path.write_text("".join(line + "\n" for line in kept))
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=str(Path(out_dir) / "tensorboard"), purge_step=resume_after_step)
+
+    def _read_lines(self) -> list[str]:
+        if not self.path.exists():
+            return []
+        return [line for line in self.path.read_text().splitlines() if line.strip()]
+
+    def log(self, step: int, values: dict[str, Any]) -> None:
+        record = {"step": step, **values}
+        with self.path.open("a") as file:
+            file.write(json.dumps(record) + "\n")
+        for tag, value in values.items():
+            if isinstance(value, int | float):
+                self.writer.add_scalar(tag, value, step)
+        self.writer.flush()
+
+    def text(self, tag: str, text: str, step: int) -> None:
+        self.writer.add_text(tag, text, step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def read_metrics(out_dir: str | Path) -> list[dict[str, Any]]:
+    path = Path(out_dir) / METRICS_FILE
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
