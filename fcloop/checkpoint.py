@@ -113,7 +113,10 @@ def load_checkpoint(folder: Path, model, optimizer: torch.optim.Optimizer) -> Ru
 
     adapter = load_file(folder / "adapter_model.safetensors")
     result = set_peft_model_state_dict(model, adapter)
-    missing = [key for key in result.missing_keys if "lora_" in key or "trainable_tokens" in key]
+    # named_parameters lists a tied parameter once (the lm_head's token rows are the embedding's), so this
+    # names exactly the trained weights that must come from the checkpoint.
+    trained = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
+    missing = [key for key in result.missing_keys if key in trained]
     if missing:
         raise RuntimeError(f"{folder}: the adapter lacks trained weights the model has: {missing[:5]}")
     saved = torch.load(folder / TRAIN_STATE_FILE, weights_only=True, map_location="cpu")

@@ -1,0 +1,159 @@
+"""`python -m fcloop.inspect`: statistics, highlighted masks, and the dump with its tokenizer."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import write_jsonl
+from transformers import AutoTokenizer
+
+from fcloop.config import RECIPE_THINK_INSTRUCTION
+from fcloop.conversation import BadRow, RowProblem
+from fcloop.gemma_format import END_OF_TURN, assistant_text, render
+from fcloop.inspect import main
+from fcloop.packing import best_fit_decreasing
+from fcloop.readers import iter_rows, read_row
+from fcloop.tokenization import encode
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = str(ROOT / "configs" / "tiny.toml")
+
+
+def hermes(*pairs):
+    return {"conversations": [{"from": role, "value": value} for role, value in pairs]}
+
+
+TRAIN = [hermes(("human", f"Question {i}?"), ("gpt", f"Answer {i}.")) for i in range(6)]
+TRAIN.insert(2, hermes(("human", "hi"), ("bot", "x")))  # row 2: a bad row
+TRAIN.insert(4, hermes(("human", "Story?"), ("gpt", "Once upon a time " * 40)))  # row 4: too long for 64
+EVAL = [hermes(("human", "Eval?"), ("gpt", "Yes."))]
+
+
+def encodings(tokenizer, source, max_seq_len: int) -> list:
+    """What training would use, derived row by row: kept rows in order, bad and too long ones left out."""
+    kept = []
+    for index, row in iter_rows(str(source)):
+        try:
+            conversation = read_row(row, "hermes", str(source), index)
+            rendered = render(conversation, RECIPE_THINK_INSTRUCTION)
+            kept.append(encode(rendered, tokenizer, max_seq_len, False, str(source), index))
+        except (BadRow, RowProblem):
+            continue
+    return kept
+
+
+def stats_block(name, rows_read, kept, dropped, skipped, examples, max_seq_len) -> str:
+    tokens = sum(len(e) for e in examples)
+    supervised = sum(e.supervised_tokens for e in examples)
+    rows = len(best_fit_decreasing([len(e) for e in examples], max_seq_len))
+    lines = [
+        f"== {name}",
+        f"  rows read: {rows_read}",
+        f"  kept: {kept}",
+        f"  dropped, too long: {dropped}",
+        "  kept truncated (at a turn boundary): 0",
+        f"  skipped bad rows: {sum(skipped.values())}",
+        *(f"    {reason}: {count}" for reason, count in sorted(skipped.items())),
+        f"  tokens: {tokens}",
+        f"  supervised tokens: {supervised} ({supervised / tokens:.1%})",
+        f"  rows of {max_seq_len} tokens (packed): {rows}, packing efficiency {tokens / (rows * max_seq_len):.1%}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def data_files(tmp_path):
+    return write_jsonl(tmp_path / "train.jsonl", TRAIN), write_jsonl(tmp_path / "eval.jsonl", EVAL)
+
+
+def run_main(capsys, *args) -> tuple[int, str, str]:
+    code = main([TINY, *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_statistics(capsys, tiny_tok, data_files):
+    train, evaluation = data_files
+    overrides = [f"--data.train={train}", f"--data.eval={evaluation}", "--data.on_bad_row=skip"]
+    code, out, err = run_main(capsys, *overrides, "--data.max_seq_len=64", "--show", "0")
+    assert (code, err) == (0, "")
+    train_examples, eval_examples = encodings(tiny_tok, train, 64), encodings(tiny_tok, evaluation, 64)
+    assert [e.index for e in train_examples] == [0, 1, 3, 5, 6, 7]
+    assert out == (
+        stats_block("train", 8, 6, 1, {"unknown role": 1}, train_examples, 64)
+        + stats_block("eval", 1, 1, 0, {}, eval_examples, 64)
+    )
+    # The numbers themselves, written once, so that the derivation above is checked too: 6 x 27 tokens, 2 per row.
+    numbers = [
+        "  tokens: 162",
+        "  supervised tokens: 54 (33.3%)",
+        "  rows of 64 tokens (packed): 3, packing efficiency 84.4%",
+    ]
+    assert out.split("\n")[7:10] == numbers
+
+
+def test_show_highlights_exactly_the_assistant_turns(capsys, data_files):
+    train, _ = data_files
+    overrides = [f"--data.train={train}", "--data.on_bad_row=skip", "--data.eval_fraction=0"]
+    code, out, _ = run_main(capsys, *overrides, "--show=2")
+    assert code == 0
+    shown = out.split(f"\n== {train} row ")[1:]
+    assert [block.split(":", 1)[0] for block in shown] == ["0", "1"]
+    for i, block in enumerate(shown):
+        text = block.split("\n", 1)[1]
+        conversation = read_row(TRAIN[i], "hermes", "", 0)
+        assert re.findall(r"\[\[(.*?)\]\]", text, flags=re.S) == [f"Answer {i}.<end_of_turn>"]
+        assert text.replace("[[", "").replace("]]", "") == render(conversation, RECIPE_THINK_INSTRUCTION).text + "\n"
+
+
+def test_dump_and_its_tokenizer(capsys, tmp_path, tiny_tok, data_files):
+    train, _ = data_files
+    dump = tmp_path / "out" / "dump.jsonl"
+    overrides = [f"--data.train={train}", "--data.on_bad_row=skip", "--data.eval_fraction=0", "--data.max_seq_len=64"]
+    code, out, _ = run_main(capsys, *overrides, "--show", "0", "--dump", str(dump))
+    assert code == 0
+    assert out.endswith(f"\nwrote 6 conversations to {dump} and the tokenizer to {dump}.tokenizer/\n")
+    records = [json.loads(line) for line in dump.read_text().splitlines()]
+    expected = encodings(tiny_tok, train, 64)
+    assert records == [{"index": e.index, "input_ids": list(e.input_ids), "labels": list(e.labels)} for e in expected]
+    reloaded = AutoTokenizer.from_pretrained(str(dump) + ".tokenizer")
+    for record in records:
+        conversation = read_row(TRAIN[record["index"]], "hermes", "", 0)
+        text = render(conversation, RECIPE_THINK_INSTRUCTION).text
+        assert reloaded.decode(record["input_ids"], clean_up_tokenization_spaces=False) == text
+        assert reloaded(text, add_special_tokens=False)["input_ids"] == record["input_ids"]
+
+
+def test_config_error_exits_with_2(capsys):
+    code, out, err = run_main(capsys, "--train.lr=fast")
+    assert (code, out) == (2, "")
+    assert err == f"invalid configuration:\n  {TINY} (with overrides): key 'train.lr': expected float, got str 'fast'\n"
+
+
+def test_demo_config_shows_correct_masks(gemma_tok):
+    """`python -m fcloop.inspect configs/demo.toml`: the highlighted runs are exactly the assistant turns."""
+    result = subprocess.run(
+        [sys.executable, "-m", "fcloop.inspect", "configs/demo.toml", "--show", "2"],
+        cwd=ROOT, capture_output=True, text=True, check=True, timeout=300,
+    )  # fmt: skip
+    rows = dict(iter_rows("demo:train"))
+    shown = result.stdout.split("\n== demo:train row ")[1:]
+    assert len(shown) == 2
+    for block in shown:
+        header, text = block.split("\n", 1)
+        conversation = read_row(rows[int(header.split(":")[0])], "hermes", "demo:train", 0)
+        turns = [assistant_text(m) + END_OF_TURN for m in conversation.messages if m.role == "assistant"]
+        assert re.findall(r"\[\[(.*?)\]\]", text, flags=re.S) == turns
+        assert text.replace("[[", "").replace("]]", "") == render(conversation, RECIPE_THINK_INSTRUCTION).text + "\n"
+    blocks = []
+    for name in ("train", "eval"):
+        rows_read = len(list(iter_rows(f"demo:{name}")))
+        examples = encodings(gemma_tok, f"demo:{name}", 1024)
+        dropped = rows_read - len(examples)  # the demo rows are all well formed
+        blocks.append(stats_block(name, rows_read, len(examples), dropped, {}, examples, 1024))
+    assert result.stdout.startswith("".join(blocks) + "\n== demo:train row 0: ")
