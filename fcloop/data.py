@@ -16,7 +16,6 @@ from fcloop.conversation import BadRow, Conversation, RowProblem
 from fcloop.gemma_format import render
 from fcloop.readers import detect_file_format, iter_rows, read_row
 from fcloop.tokenization import Encoded, encode
-from fcloop.toolcalls import canonicalize_tool_calls
 
 
 @dataclass
@@ -53,14 +52,6 @@ def _handle_bad_row(error: BadRow, on_bad_row: str, stats: DataStats) -> None:
     stats.skipped[error.reason] += 1
 
 
-def _canonicalize(conversation: Conversation) -> Conversation:
-    messages = tuple(
-        dataclasses.replace(m, content=canonicalize_tool_calls(m.content)) if m.role == "assistant" else m
-        for m in conversation.messages
-    )
-    return dataclasses.replace(conversation, messages=messages)
-
-
 def read_conversations(sources: tuple[str, ...], config: DataConfig, stats: DataStats) -> list[Conversation]:
     """All rows of all sources as conversations; bad rows raise or are counted, per data.on_bad_row."""
     conversations = []
@@ -70,9 +61,7 @@ def read_conversations(sources: tuple[str, ...], config: DataConfig, stats: Data
         for index, row in rows:
             stats.rows_read += 1
             try:
-                conversation = read_row(row, fmt, source, index)
-                if config.canonicalize_tool_calls:
-                    conversation = _canonicalize(conversation)
+                conversation = read_row(row, fmt, source, index, config.canonicalize_tool_calls)
             except BadRow as error:
                 _handle_bad_row(error, config.on_bad_row, stats)
                 continue
@@ -119,7 +108,7 @@ def split_held_out(
 ) -> tuple[list[Conversation], list[Conversation]]:
     """(train, eval): a seeded random `fraction` held out; both keep source order."""
     count = round(len(conversations) * fraction)
-    if fraction > 0 and count == 0:
+    if fraction > 0 and count == 0 and conversations:
         count = 1  # a requested eval split is never silently empty
     chosen = set(random.Random(f"{seed}:eval-split").sample(range(len(conversations)), count))
     train = [c for i, c in enumerate(conversations) if i not in chosen]

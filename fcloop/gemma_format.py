@@ -141,8 +141,9 @@ def to_chat_messages(conversation: Conversation) -> list[dict[str, Any]]:
 
 
 def _jinja_string(text: str) -> str:
-    # A JSON string with only ASCII is also a valid Jinja string literal (same escapes, \uXXXX included).
-    return json.dumps(text, ensure_ascii=True)
+    # JSON escapes are valid in a Jinja string literal. Non-ASCII stays literal: \uXXXX escapes of characters
+    # outside the BMP would come back from Jinja as two lone surrogates.
+    return json.dumps(text, ensure_ascii=False)
 
 
 def chat_template(think_instruction: str) -> str:

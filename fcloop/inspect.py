@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from fcloop.config import ConfigError, load_config, split_cli
+from fcloop.config import ConfigError, load_config, split_overrides
 from fcloop.tokenization import IGNORE_INDEX, Encoded
 
 SUPERVISED_START, SUPERVISED_END = "\x1b[1;32m", "\x1b[0m"  # bold green on a terminal
@@ -47,16 +47,19 @@ def write_dump(path: Path, examples: list[Encoded], tokenizer) -> None:
     tokenizer.save_pretrained(path.with_name(path.name + ".tokenizer"))
 
 
-def main(argv: list[str] | None = None) -> int:
-    config_path, overrides, rest = split_cli(sys.argv[1:] if argv is None else argv)
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fcloop.inspect", description=__doc__.split("\n\n")[1])
+    parser.add_argument("config", help="TOML config file; any key can be overridden with --section.key=value")
     parser.add_argument("--dump", type=Path, help="write the encoded training conversations here (JSON lines)")
     parser.add_argument("--show", type=int, default=2, help="rendered examples to print (default 2)")
-    args = parser.parse_args(rest)
-    if config_path is None:
-        parser.error("a CONFIG path is required")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    overrides, rest = split_overrides(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(rest)
     try:
-        config = load_config(config_path, overrides)
+        config = load_config(args.config, overrides)
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2

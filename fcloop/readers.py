@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fcloop.conversation import BadRow, Conversation, Message, RowProblem, ToolCall
-from fcloop.toolcalls import validate_tool_calls
+from fcloop.toolcalls import canonicalize_tool_calls, validate_tool_calls
 
 FORMATS = ("hermes", "hermes_thinking", "openai", "glaive", "flat")
 DEMO_DIR = Path(__file__).parent / "demo_data"
@@ -87,17 +87,21 @@ def _iter_local_rows(path: Path) -> Iterator[tuple[int, Any]]:
     data = path.read_bytes()
     if not data.strip():
         raise SourceError(f"{path}: the file is empty")
-    if path.suffix == ".json" and data.lstrip()[:1] == b"[":
+    if path.suffix == ".json":
         try:
-            rows = json.loads(data.decode("utf-8"))
+            whole = json.loads(data.decode("utf-8"))
         except UnicodeDecodeError as exc:
             raise SourceError(f"{path}: not valid UTF-8 at byte {exc.start}") from None
         except ValueError as exc:
-            raise SourceError(f"{path}: not valid JSON: {exc}") from None
-        if not rows:
+            if data.lstrip()[:1] == b"[":
+                raise SourceError(f"{path}: not valid JSON: {exc}") from None
+            whole = None  # not one JSON document: read it as JSON lines below
+        if isinstance(whole, list) and not whole:
             raise SourceError(f"{path}: the JSON list is empty")
-        yield from enumerate(rows)
-        return
+        if whole is not None:
+            # A list of rows, or a single pretty-printed row.
+            yield from enumerate(whole if isinstance(whole, list) else [whole])
+            return
     # JSON lines (also a .json file holding one object per line). Blank lines are not rows.
     row = 0
     for line_number, line in enumerate(data.splitlines(), start=1):
@@ -356,13 +360,19 @@ def check_turn_order(messages: list[Message]) -> None:
             raise RowProblem("nothing to supervise", f"assistant turn {position} is empty")
 
 
-def read_row(row: Any, fmt: str, source: str, index: int) -> Conversation:
-    """One raw row -> Conversation, or BadRow naming source, row and reason."""
+def read_row(row: Any, fmt: str, source: str, index: int, canonicalize: bool = False) -> Conversation:
+    """One raw row -> Conversation, or BadRow naming source, row and reason. `canonicalize` rewrites
+    Python-dict tool calls in assistant text as JSON."""
     if isinstance(row, BadRow):
         raise row
     try:
         messages, tools = READERS[fmt](row)
         check_turn_order(messages)
+        if canonicalize:
+            messages = [
+                Message(m.role, canonicalize_tool_calls(m.content), m.tool_calls) if m.role == "assistant" else m
+                for m in messages
+            ]
     except RowProblem as problem:
         raise BadRow(source, index, problem.reason, problem.detail) from None
     except RecursionError:

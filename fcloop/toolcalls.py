@@ -112,7 +112,11 @@ def canonicalize_tool_calls(text: str) -> str:
         lead = block.body[: len(block.body) - len(block.body.lstrip())]
         trail = block.body[len(lead) + len(stripped) :]
         body_start = block.start + len(OPEN)
-        pieces += [text[position:body_start], lead, json.dumps(call, ensure_ascii=False), trail]
+        try:
+            as_json = json.dumps(call, ensure_ascii=False)
+        except (TypeError, ValueError):  # a Python literal with no JSON form, e.g. a set
+            raise RowProblem("unparseable tool call", f"no JSON form for {stripped[:120]!r}") from None
+        pieces += [text[position:body_start], lead, as_json, trail]
         position = block.end - len(CLOSE)
     pieces.append(text[position:])
     return "".join(pieces)

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
-from fcloop.config import ConfigError, load_config, split_cli
+from fcloop.config import ConfigError, load_config, split_overrides
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m fcloop.train", description=__doc__)
+    parser.add_argument("config", help="TOML config file; any key can be overridden with --section.key=value")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    config_path, overrides, rest = split_cli(sys.argv[1:] if argv is None else argv)
-    if rest or config_path is None:
-        print(__doc__.strip(), file=sys.stderr)
-        if rest:
-            print(f"unrecognized arguments: {' '.join(rest)}", file=sys.stderr)
-        return 2
+    overrides, rest = split_overrides(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(rest)
     try:
-        config = load_config(config_path, overrides)
+        config = load_config(args.config, overrides)
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2

@@ -19,7 +19,7 @@ from fcloop.config import (
     config_to_toml,
     load_config,
     parse_override,
-    split_cli,
+    split_overrides,
 )
 
 SECTION_NAMES = "run, model, data, train, lora, eval, checkpoint"
@@ -252,17 +252,21 @@ def test_config_to_toml_round_trips_any_string(tmp_path, text):
 @pytest.mark.parametrize(
     ("argv", "split"),
     [
-        ([], (None, [], [])),
-        (["cfg.toml"], ("cfg.toml", [], [])),
+        ([], ([], [])),
+        (["cfg.toml"], ([], ["cfg.toml"])),
         (
             ["cfg.toml", "--data.train=a.jsonl", "--dump", "out.jsonl", "--show", "3"],
-            ("cfg.toml", ["--data.train=a.jsonl"], ["--dump", "out.jsonl", "--show", "3"]),
+            (["--data.train=a.jsonl"], ["cfg.toml", "--dump", "out.jsonl", "--show", "3"]),
         ),
-        (["--train.lr=1", "cfg.toml", "--dump=x.y/z.jsonl"], ("cfg.toml", ["--train.lr=1"], ["--dump=x.y/z.jsonl"])),
-        (["cfg.toml", "other.toml"], ("cfg.toml", [], ["other.toml"])),
-        # An option's value is not the config path.
-        (["--dump", "out.jsonl", "cfg.toml"], ("cfg.toml", [], ["--dump", "out.jsonl"])),
+        (["--train.lr=1", "cfg.toml", "--dump=x.y/z.jsonl"], (["--train.lr=1"], ["cfg.toml", "--dump=x.y/z.jsonl"])),
     ],
 )
-def test_split_cli(argv, split):
-    assert split_cli(argv) == split
+def test_split_overrides(argv, split):
+    assert split_overrides(argv) == split
+
+
+def test_an_option_value_is_not_taken_for_the_config_path():
+    from fcloop.inspect import build_parser
+
+    args = build_parser().parse_args(["--dump", "out.jsonl", "cfg.toml"])
+    assert (args.config, str(args.dump)) == ("cfg.toml", "out.jsonl")
