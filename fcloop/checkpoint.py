@@ -21,6 +21,10 @@ STEP_FOLDER = re.compile(r"^step_(\d{6,})$")
 TRAIN_STATE_FILE = "train_state.pt"
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (a full disk, say); nothing partial is left behind."""
+
+
 @dataclass
 class RunState:
     """Everything that says where a run is; exactly what a checkpoint saves besides weights and optimizer."""
@@ -33,6 +37,8 @@ class RunState:
     """Data cursor: rows of the current epoch already consumed."""
     tokens_seen: int = 0
     supervised_tokens_seen: int = 0
+    skipped_steps: int = 0
+    """Steps whose update was skipped for a non-finite loss or gradient (train.on_nonfinite = "skip")."""
 
 
 def step_folder(out_dir: str | Path, step: int) -> Path:
@@ -79,13 +85,19 @@ def save_checkpoint(
     final = step_folder(out_dir, state.step)
     partial = final.with_name(final.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    model.save_pretrained(partial)
-    torch.save(
-        {"run_state": asdict(state), "optimizer": optimizer.state_dict(), "rng": rng_states()},
-        partial / TRAIN_STATE_FILE,
-    )
-    _fsync_tree(partial)
+    try:
+        partial.mkdir(parents=True)
+        model.save_pretrained(partial)
+        torch.save(
+            {"run_state": asdict(state), "optimizer": optimizer.state_dict(), "rng": rng_states()},
+            partial / TRAIN_STATE_FILE,
+        )
+        _fsync_tree(partial)
+    except (OSError, RuntimeError) as error:  # a full disk surfaces as either, depending on the writer
+        shutil.rmtree(partial, ignore_errors=True)
+        previous = list_checkpoints(out_dir)
+        kept = f"the previous checkpoint {previous[-1]} is intact" if previous else "no earlier checkpoint exists"
+        raise CheckpointWriteError(f"could not write the checkpoint for step {state.step} ({error}); {kept}") from error
     if final.exists():
         shutil.rmtree(final)
     partial.rename(final)

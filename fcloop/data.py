@@ -24,6 +24,8 @@ class DataStats:
     kept: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     """Bad rows skipped (data.on_bad_row = "skip"), by reason."""
+    not_used: int = 0
+    """Conversations left out by an explicit limit (data.max_eval_conversations)."""
     dropped_too_long: int = 0
     truncated: int = 0
     tokens: int = 0
@@ -38,6 +40,8 @@ class DataStats:
             f"skipped bad rows: {sum(self.skipped.values())}",
         ]
         lines += [f"  {reason}: {count}" for reason, count in sorted(self.skipped.items())]
+        if self.not_used:
+            lines.append(f"left out by data.max_eval_conversations: {self.not_used}")
         share = self.supervised_tokens / self.tokens if self.tokens else 0.0
         lines += [f"tokens: {self.tokens}", f"supervised tokens: {self.supervised_tokens} ({share:.1%})"]
         return lines
@@ -139,6 +143,9 @@ def load_datasets(config: DataConfig, tokenizer, seed: int) -> Datasets:
         train_stats.rows_read -= len(eval_conversations)
     else:
         eval_conversations = []
+    if config.max_eval_conversations and len(eval_conversations) > config.max_eval_conversations:
+        eval_stats.not_used = len(eval_conversations) - config.max_eval_conversations
+        eval_conversations = eval_conversations[: config.max_eval_conversations]
     train = encode_conversations(train_conversations, tokenizer, config, train_stats)
     eval_examples = encode_conversations(eval_conversations, tokenizer, config, eval_stats)
     if not train:

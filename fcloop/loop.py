@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +121,39 @@ class DataPlan:
         return [[self.examples[i] for i in row] for row in chosen], epoch, cursor
 
 
+def peak_memory_gib(device: torch.device) -> float:
+    """Peak allocated GPU memory, or on CPU the process's peak resident set size."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**30
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
+
+
+class StopRequest:
+    """SIGTERM / SIGINT set a flag instead of killing the process: the loop finishes the step in flight,
+    writes a checkpoint and returns. A second SIGINT interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():  # signals can only be caught there
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
 def pick_device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
@@ -188,60 +223,75 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
 
-    while state.step < total_steps:
-        if stop_after_steps is not None and state.step >= stop_after_steps:
-            break
-        started = time.perf_counter()
-        lr = learning_rate(state.step, train_cfg, total_steps)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+    with StopRequest() as stop:
+        while state.step < total_steps:
+            if stop_after_steps is not None and state.step >= stop_after_steps:
+                break
+            started = time.perf_counter()
+            lr = learning_rate(state.step, train_cfg, total_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
 
-        # The step's rows are fixed by the seed; how they split into micro-batches does not change the math.
-        rows, next_epoch, next_cursor = plan.step_rows(state)
-        micro_batches = [
-            collate(rows[i : i + train_cfg.micro_batch_size], tokenizer.pad_token_id)
-            for i in range(0, len(rows), train_cfg.micro_batch_size)
-        ]
-        step_supervised = sum(batch.supervised_tokens for batch in micro_batches)
-        step_tokens = sum(batch.tokens for batch in micro_batches)
-        step_loss_sum = 0.0
-        for batch in micro_batches:
-            loss_sum, _ = forward_loss(model, batch.to(device), train_cfg.precision, device)
-            # Divide by the whole step's supervised count, not per micro-batch: every token weighs the same.
-            (loss_sum / step_supervised).backward()
-            step_loss_sum += float(loss_sum.detach())
+            # The step's rows are fixed by the seed; how they split into micro-batches does not change the math.
+            rows, next_epoch, next_cursor = plan.step_rows(state)
+            micro_batches = [
+                collate(rows[i : i + train_cfg.micro_batch_size], tokenizer.pad_token_id)
+                for i in range(0, len(rows), train_cfg.micro_batch_size)
+            ]
+            step_supervised = sum(batch.supervised_tokens for batch in micro_batches)
+            step_tokens = sum(batch.tokens for batch in micro_batches)
+            step_loss_sum = 0.0
+            for batch in micro_batches:
+                loss_sum, _ = forward_loss(model, batch.to(device), train_cfg.precision, device)
+                # Divide by the whole step's supervised count, not per micro-batch: every token weighs the same.
+                (loss_sum / step_supervised).backward()
+                step_loss_sum += float(loss_sum.detach())
 
-        max_norm = train_cfg.max_grad_norm if train_cfg.max_grad_norm > 0 else float("inf")
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(parameters, max_norm))
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+            max_norm = train_cfg.max_grad_norm if train_cfg.max_grad_norm > 0 else float("inf")
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(parameters, max_norm))
+            loss = step_loss_sum / step_supervised
+            finite = math.isfinite(loss) and math.isfinite(grad_norm)
+            if finite:
+                optimizer.step()
+            elif train_cfg.on_nonfinite == "stop":
+                raise FloatingPointError(
+                    f"non-finite loss ({loss}) or gradient norm ({grad_norm}) at step {state.step + 1}; no update was "
+                    f'applied and no checkpoint written. Lower train.lr, or set train.on_nonfinite = "skip".'
+                )
+            else:
+                state.skipped_steps += 1
+                progress.write(f"step {state.step + 1}: non-finite loss or gradient, update skipped")
+            optimizer.zero_grad(set_to_none=True)
 
-        elapsed = time.perf_counter() - started
-        state.step += 1
-        state.epoch, state.row_in_epoch = next_epoch, next_cursor
-        state.tokens_seen += step_tokens
-        state.supervised_tokens_seen += step_supervised
-        loss = step_loss_sum / step_supervised
-        progress.update(1)
-        progress.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{step_tokens / elapsed:.0f}")
-        if state.step % train_cfg.log_every_steps == 0 or state.step == total_steps:
-            metrics = {
-                "train/loss": loss,
-                "train/lr": lr,
-                "train/grad_norm": grad_norm,
-                "train/tokens": state.tokens_seen,
-                "train/supervised_tokens": state.supervised_tokens_seen,
-                "train/tokens_per_sec": step_tokens / elapsed,
-                "train/epoch": state.epoch,
-                "data/packing_efficiency": efficiency,
-            }
-            if device.type == "cuda":
-                metrics["memory/peak_allocated_gib"] = torch.cuda.max_memory_allocated() / 2**30
-            logger.log(state.step, metrics)
-        if evaluate and (state.step % config.eval.every_steps == 0 or state.step == total_steps):
-            run_eval(state.step)
-        if config.checkpoint.every_steps and state.step % config.checkpoint.every_steps == 0:
-            save_checkpoint(out_dir, model, optimizer, state, config.checkpoint.keep_last)
+            elapsed = time.perf_counter() - started
+            state.step += 1
+            state.epoch, state.row_in_epoch = next_epoch, next_cursor
+            state.tokens_seen += step_tokens
+            state.supervised_tokens_seen += step_supervised
+            progress.update(1)
+            progress.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{step_tokens / elapsed:.0f}")
+            if state.step % train_cfg.log_every_steps == 0 or state.step == total_steps:
+                metrics = {
+                    "train/loss": loss,
+                    "train/lr": lr,
+                    "train/grad_norm": grad_norm,
+                    "train/tokens": state.tokens_seen,
+                    "train/supervised_tokens": state.supervised_tokens_seen,
+                    "train/tokens_per_sec": step_tokens / elapsed,
+                    "train/epoch": state.epoch,
+                    "train/skipped_steps": state.skipped_steps,
+                    "data/packing_efficiency": efficiency,
+                    "memory/peak_gib": peak_memory_gib(device),
+                }
+                logger.log(state.step, metrics)
+            if evaluate and (state.step % config.eval.every_steps == 0 or state.step == total_steps):
+                run_eval(state.step)
+            if stop.requested or (config.checkpoint.every_steps and state.step % config.checkpoint.every_steps == 0):
+                save_checkpoint(out_dir, model, optimizer, state, config.checkpoint.keep_last)
+            if stop.requested:
+                progress.write(f"{stop.requested}: stopped after step {state.step}, checkpoint written; resume with "
+                               "checkpoint.resume = \"auto\"")  # fmt: skip
+                break
 
     progress.close()
     logger.close()
