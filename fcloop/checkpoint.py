@@ -79,9 +79,15 @@ def _fsync_tree(folder: Path) -> None:
 
 
 def save_checkpoint(
-    out_dir: str | Path, model, optimizer: torch.optim.Optimizer, state: RunState, keep_last: int
+    out_dir: str | Path,
+    model,
+    optimizer: torch.optim.Optimizer,
+    state: RunState,
+    keep_last: int,
+    rng_per_rank: list[dict[str, Any]],
 ) -> Path:
-    """Write step_NNNNNN/ atomically, then delete all but the newest `keep_last` checkpoints."""
+    """Write step_NNNNNN/ atomically, then delete all but the newest `keep_last` checkpoints.
+    `rng_per_rank` holds every rank's generator states, so each rank resumes its own dropout stream."""
     final = step_folder(out_dir, state.step)
     partial = final.with_name(final.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -89,7 +95,7 @@ def save_checkpoint(
         partial.mkdir(parents=True)
         model.save_pretrained(partial)
         torch.save(
-            {"run_state": asdict(state), "optimizer": optimizer.state_dict(), "rng": rng_states()},
+            {"run_state": asdict(state), "optimizer": optimizer.state_dict(), "rng": rng_per_rank},
             partial / TRAIN_STATE_FILE,
         )
         _fsync_tree(partial)
@@ -118,8 +124,11 @@ def find_resume_checkpoint(out_dir: str | Path, resume: str) -> Path | None:
     return path
 
 
-def load_checkpoint(folder: Path, model, optimizer: torch.optim.Optimizer) -> RunState:
-    """Restore adapter weights, optimizer state and RNG states; return the run state to continue from."""
+def load_checkpoint(
+    folder: Path, model, optimizer: torch.optim.Optimizer, rank: int = 0, world_size: int = 1
+) -> RunState:
+    """Restore adapter weights, optimizer state and this rank's RNG states; return the run state to continue
+    from. Resuming needs the world size the checkpoint was written with."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
@@ -132,6 +141,10 @@ def load_checkpoint(folder: Path, model, optimizer: torch.optim.Optimizer) -> Ru
     if missing:
         raise RuntimeError(f"{folder}: the adapter lacks trained weights the model has: {missing[:5]}")
     saved = torch.load(folder / TRAIN_STATE_FILE, weights_only=True, map_location="cpu")
+    if len(saved["rng"]) != world_size:
+        raise RuntimeError(
+            f"{folder} was written by {len(saved['rng'])} process(es); resume it with the same number, not {world_size}"
+        )
     optimizer.load_state_dict(saved["optimizer"])
-    restore_rng_states(saved["rng"])
+    restore_rng_states(saved["rng"][rank])
     return RunState(**saved["run_state"])

@@ -18,11 +18,22 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from fcloop.checkpoint import RunState, find_resume_checkpoint, load_checkpoint, save_checkpoint
+from fcloop.checkpoint import RunState, find_resume_checkpoint, load_checkpoint, rng_states, save_checkpoint
 from fcloop.config import Config, TrainConfig, save_config
 from fcloop.data import load_datasets
+from fcloop.distributed import (
+    World,
+    any_rank,
+    barrier,
+    gather_objects,
+    init_world,
+    shard,
+    shutdown,
+    sum_gradients,
+    sum_scalars,
+)
 from fcloop.loss import supervised_cross_entropy
-from fcloop.metrics import MetricsLogger
+from fcloop.metrics import MetricsLogger, NullLogger
 from fcloop.model import (
     add_token_rows,
     apply_lora,
@@ -35,7 +46,7 @@ from fcloop.model import (
     select_trainable,
     trainable_table,
 )
-from fcloop.packing import Batch, collate, packing_efficiency, plan_rows
+from fcloop.packing import Batch, collate, packing_efficiency, plan_rows, supervised_targets
 from fcloop.tokenization import Encoded, prepare_tokenizer
 
 
@@ -81,11 +92,13 @@ def evaluate_loss(
     precision: str,
     device,
     pad_id: int,
+    world: World | None = None,
 ) -> float:
-    """Token-weighted mean NLL over every supervised token of the eval set."""
+    """Token-weighted mean NLL over every supervised token of the eval set (each rank takes a share)."""
+    world = world or World()
     was_training = model.training
     model.eval()
-    rows = plan_rows([len(e) for e in examples], capacity, packing, seed=0, epoch=0)
+    rows = shard(plan_rows([len(e) for e in examples], capacity, packing, seed=0, epoch=0), world)
     total, count = 0.0, 0
     for start in range(0, len(rows), batch_size):
         batch = collate([[examples[i] for i in row] for row in rows[start : start + batch_size]], pad_id).to(device)
@@ -93,6 +106,7 @@ def evaluate_loss(
         total += float(loss_sum)
         count += supervised
     model.train(was_training)
+    total, count = sum_scalars([total, float(count)], world)
     return total / count
 
 
@@ -154,16 +168,14 @@ class StopRequest:
             signal.signal(signum, handler)
 
 
-def pick_device() -> torch.device:
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-
-
 def train(config: Config, stop_after_steps: int | None = None) -> RunState:
     """Train per `config`; `stop_after_steps` ends the process early (as an interruption would) for tests."""
+    world = init_world()
+    device = world.device
     out_dir = Path(config.run.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, out_dir / "config.toml")
-    device = pick_device()
+    if world.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, out_dir / "config.toml")
     dtype = torch.bfloat16 if config.train.precision == "bf16" else torch.float32
     train_cfg = config.train
 
@@ -176,7 +188,7 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
         print("eval data:\n  " + "\n  ".join(data.eval_stats.lines()))
     plan = DataPlan(
         data.train, config.data.max_seq_len, config.data.packing, config.run.seed,
-        train_cfg.micro_batch_size * train_cfg.grad_accum_steps,
+        train_cfg.micro_batch_size * train_cfg.grad_accum_steps * world.size,
     )  # fmt: skip
     total_steps = train_cfg.max_steps or train_cfg.epochs * plan.steps_per_epoch()
     epoch0_rows = plan.rows(0)
@@ -192,6 +204,8 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
     model = apply_lora(model, config.lora, new_token_ids)
     trainable = select_trainable(model)
     print(trainable_table(model))
+    # Same LoRA init on every rank (seeded above); from here each rank draws its own dropout masks.
+    torch.manual_seed(config.run.seed + world.rank)
     parameters = [p for _, p in trainable]
     optimizer = torch.optim.AdamW(
         parameter_groups(trainable, train_cfg.weight_decay),
@@ -204,20 +218,22 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
     state = RunState()
     resume_from = find_resume_checkpoint(out_dir, config.checkpoint.resume)
     if resume_from is not None:
-        state = load_checkpoint(resume_from, model, optimizer)
+        state = load_checkpoint(resume_from, model, optimizer, world.rank, world.size)
         print(f"resumed from {resume_from} at step {state.step}")
-    logger = MetricsLogger(out_dir, resume_after_step=state.step if resume_from else None)
+    logger = (
+        MetricsLogger(out_dir, resume_after_step=state.step if resume_from else None) if world.is_main else NullLogger()
+    )
     evaluate = bool(data.eval) and config.eval.every_steps > 0
 
     def run_eval(step: int) -> None:
         eval_loss = evaluate_loss(
             model, data.eval, config.data.max_seq_len, config.data.packing, config.eval.batch_size,
-            train_cfg.precision, device, tokenizer.pad_token_id,
+            train_cfg.precision, device, tokenizer.pad_token_id, world,
         )  # fmt: skip
         logger.log(step, {"eval/loss": eval_loss})
         progress.write(f"step {step}: eval/loss {eval_loss:.4f}")
 
-    progress = tqdm(total=total_steps, initial=state.step, desc="train", dynamic_ncols=True)
+    progress = tqdm(total=total_steps, initial=state.step, desc="train", dynamic_ncols=True, disable=not world.is_main)
     if evaluate and state.step == 0:
         run_eval(0)
     if device.type == "cuda":
@@ -234,12 +250,14 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
 
             # The step's rows are fixed by the seed; how they split into micro-batches does not change the math.
             rows, next_epoch, next_cursor = plan.step_rows(state)
+            # Counted over the whole step (all ranks' rows), so the normalization is global.
+            step_supervised = sum(supervised_targets(doc) for row in rows for doc in row)
+            step_tokens = sum(len(doc) for row in rows for doc in row)
+            local_rows = shard(rows, world)
             micro_batches = [
-                collate(rows[i : i + train_cfg.micro_batch_size], tokenizer.pad_token_id)
-                for i in range(0, len(rows), train_cfg.micro_batch_size)
+                collate(local_rows[i : i + train_cfg.micro_batch_size], tokenizer.pad_token_id)
+                for i in range(0, len(local_rows), train_cfg.micro_batch_size)
             ]
-            step_supervised = sum(batch.supervised_tokens for batch in micro_batches)
-            step_tokens = sum(batch.tokens for batch in micro_batches)
             step_loss_sum = 0.0
             for batch in micro_batches:
                 loss_sum, _ = forward_loss(model, batch.to(device), train_cfg.precision, device)
@@ -247,6 +265,8 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
                 (loss_sum / step_supervised).backward()
                 step_loss_sum += float(loss_sum.detach())
 
+            sum_gradients(parameters, world)
+            (step_loss_sum,) = sum_scalars([step_loss_sum], world)
             max_norm = train_cfg.max_grad_norm if train_cfg.max_grad_norm > 0 else float("inf")
             grad_norm = float(torch.nn.utils.clip_grad_norm_(parameters, max_norm))
             loss = step_loss_sum / step_supervised
@@ -286,17 +306,23 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
                 logger.log(state.step, metrics)
             if evaluate and (state.step % config.eval.every_steps == 0 or state.step == total_steps):
                 run_eval(state.step)
-            if stop.requested or (config.checkpoint.every_steps and state.step % config.checkpoint.every_steps == 0):
-                save_checkpoint(out_dir, model, optimizer, state, config.checkpoint.keep_last)
-            if stop.requested:
+            stop_now = any_rank(stop.requested is not None, world)
+            if stop_now or (config.checkpoint.every_steps and state.step % config.checkpoint.every_steps == 0):
+                rng_per_rank = gather_objects(rng_states(), world)
+                if world.is_main:
+                    save_checkpoint(out_dir, model, optimizer, state, config.checkpoint.keep_last, rng_per_rank)
+                barrier(world)
+            if stop_now:
                 progress.write(f"{stop.requested}: stopped after step {state.step}, checkpoint written; resume with "
                                "checkpoint.resume = \"auto\"")  # fmt: skip
                 break
 
     progress.close()
     logger.close()
-    if state.step >= total_steps:
+    if state.step >= total_steps and world.is_main:
         save_final(out_dir / "final", model, tokenizer, config)
+    barrier(world)
+    shutdown(world)
     return state
 
 

@@ -50,3 +50,16 @@ class MetricsLogger:
 def read_metrics(out_dir: str | Path) -> list[dict[str, Any]]:
     path = Path(out_dir) / METRICS_FILE
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class NullLogger:
+    """What ranks other than 0 log to: nothing."""
+
+    def log(self, step: int, values: dict[str, Any]) -> None:
+        pass
+
+    def text(self, tag: str, text: str, step: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -86,6 +86,11 @@ class Batch:
         return Batch(*(tensor.to(device, non_blocking=True) for tensor in vars(self).values()))
 
 
+def supervised_targets(doc: Encoded) -> int:
+    """How many positions of this document have a target once shifted (its first token is never one)."""
+    return sum(label != IGNORE_INDEX for label in doc.labels[1:])
+
+
 def shifted_targets(labels: Sequence[int]) -> list[int]:
     """targets[i] = labels[i + 1]; the document's last position predicts nothing."""
     return [*labels[1:], IGNORE_INDEX]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fcloop.conversation import BadRow, Conversation, Message, RowProblem, ToolCall
-from fcloop.toolcalls import canonicalize_tool_calls, validate_tool_calls
+from fcloop.toolcalls import MAX_NESTING, canonicalize_tool_calls, validate_tool_calls
 
 FORMATS = ("hermes", "hermes_thinking", "openai", "glaive", "flat")
 DEMO_DIR = Path(__file__).parent / "demo_data"
@@ -79,12 +79,18 @@ def _iter_local_rows(path: Path) -> Iterator[tuple[int, Any]]:
     if path.suffix == ".parquet":
         import pyarrow.parquet  # a dependency of `datasets`
 
-        table = pyarrow.parquet.read_table(path)
+        try:
+            table = pyarrow.parquet.read_table(path)
+        except (pyarrow.ArrowException, OSError) as exc:
+            raise SourceError(f"{path}: not a readable parquet file: {exc}") from None
         if table.num_rows == 0:
             raise SourceError(f"{path}: the file has no rows")
         yield from enumerate(table.to_pylist())
         return
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:  # a folder named like a file, no permission
+        raise SourceError(f"{path}: cannot read the file: {exc.strerror}") from None
     if not data.strip():
         raise SourceError(f"{path}: the file is empty")
     if path.suffix == ".json":
@@ -92,7 +98,7 @@ def _iter_local_rows(path: Path) -> Iterator[tuple[int, Any]]:
             whole = json.loads(data.decode("utf-8"))
         except UnicodeDecodeError as exc:
             raise SourceError(f"{path}: not valid UTF-8 at byte {exc.start}") from None
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             if data.lstrip()[:1] == b"[":
                 raise SourceError(f"{path}: not valid JSON: {exc}") from None
             whole = None  # not one JSON document: read it as JSON lines below
@@ -153,7 +159,7 @@ def detect_format(row: Any, source: str) -> str:
             if "role" in turns[0]:
                 return "hermes_thinking"
             if "from" in turns[0]:
-                names = {turn.get("from") for turn in turns if isinstance(turn, dict)}
+                names = {turn["from"] for turn in turns if isinstance(turn, dict) and isinstance(turn.get("from"), str)}
                 return "glaive" if names & {"function_call", "observation"} else "hermes"
     keys = sorted(row) if isinstance(row, dict) else type(row).__name__
     raise SourceError(
@@ -210,9 +216,14 @@ def _role(turn: Any, key: str, roles: dict[str, str], position: int) -> str:
     if not isinstance(turn, dict):
         raise RowProblem("turn is not an object", f"turn {position} is {type(turn).__name__}")
     name = turn.get(key)
-    if name not in roles:
-        raise RowProblem("unknown role", f"turn {position} has {key}={name!r}; valid: {', '.join(roles)}")
+    if not isinstance(name, str) or name not in roles:  # a list or object as a name is not hashable
+        raise RowProblem("unknown role", f"turn {position} has {key}={_short_repr(name)}; valid: {', '.join(roles)}")
     return roles[name]
+
+
+def _short_repr(value: Any, limit: int = 100) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def parse_tools(value: Any) -> tuple[dict[str, Any], ...]:
@@ -360,6 +371,52 @@ def check_turn_order(messages: list[Message]) -> None:
             raise RowProblem("nothing to supervise", f"assistant turn {position} is empty")
 
 
+def _too_deep(value: Any) -> bool:
+    """Whether lists and objects nest deeper than MAX_NESTING, found without recursion."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list | tuple):
+            if depth > MAX_NESTING:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
+
+
+def _check_text(text: str, where: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # JSON escapes can spell lone surrogates; no tokenizer takes them
+        raise RowProblem(
+            "invalid UTF-8", f"{where}: lone surrogate {text[exc.start]!r} at character {exc.start}"
+        ) from None
+
+
+def _check_json(value: Any, where: str, reason: str) -> None:
+    if _too_deep(value):
+        raise RowProblem("too deeply nested", f"{where}: nested deeper than {MAX_NESTING} levels")
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:  # parquet and hub rows can hold bytes, decimals, timestamps
+        raise RowProblem(reason, f"{where}: no JSON form: {exc}") from None
+    _check_text(text, where)
+
+
+def check_renderable(messages: list[Message], tools: tuple[dict[str, Any], ...]) -> None:
+    """What rendering and tokenizing need beyond the format: UTF-8 text, and tool calls and tools that
+    have a JSON form of bounded nesting (the renderer writes them with json.dumps)."""
+    for position, message in enumerate(messages):
+        where = f"message {position} ({message.role})"
+        _check_text(message.content, where)
+        for call in message.tool_calls:
+            _check_text(call.name, f"{where}, tool call name")
+            _check_json(
+                call.arguments, f"{where}, arguments of tool call {_short_repr(call.name)}", "unparseable tool call"
+            )
+    for position, tool in enumerate(tools):
+        _check_json(tool, f"tool {position}", "invalid tools")
+
+
 def read_row(row: Any, fmt: str, source: str, index: int, canonicalize: bool = False) -> Conversation:
     """One raw row -> Conversation, or BadRow naming source, row and reason. `canonicalize` rewrites
     Python-dict tool calls in assistant text as JSON."""
@@ -373,6 +430,7 @@ def read_row(row: Any, fmt: str, source: str, index: int, canonicalize: bool = F
                 Message(m.role, canonicalize_tool_calls(m.content), m.tool_calls) if m.role == "assistant" else m
                 for m in messages
             ]
+        check_renderable(messages, tools)
     except RowProblem as problem:
         raise BadRow(source, index, problem.reason, problem.detail) from None
     except RecursionError:

@@ -85,7 +85,10 @@ def parse_call_body(body: str) -> tuple[dict[str, Any], bool]:
         raise RowProblem("unparseable tool call", f"not an object with a string 'name': {text[:120]!r}")
     arguments = call.get("arguments", {})
     if isinstance(arguments, str):
-        # Some data sets store the arguments as a JSON string inside the call.
+        # Some data sets store the arguments as a JSON string inside the call; its `\u005b` escapes can hide
+        # brackets from the depth check above.
+        if _nesting_depth(arguments) > MAX_NESTING:
+            raise RowProblem("unparseable tool call", f"nested deeper than {MAX_NESTING} levels")
         try:
             arguments = json.loads(arguments)
         except ValueError:
