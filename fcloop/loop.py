@@ -32,6 +32,7 @@ from fcloop.distributed import (
     sum_gradients,
     sum_scalars,
 )
+from fcloop.generation import build_cases, evaluate_tool_calls
 from fcloop.loss import supervised_cross_entropy
 from fcloop.metrics import MetricsLogger, NullLogger
 from fcloop.model import (
@@ -135,6 +136,15 @@ class DataPlan:
         return [[self.examples[i] for i in row] for row in chosen], epoch, cursor
 
 
+def generations_markdown(predictions: list[dict]) -> str:
+    """A few generations side by side with what was expected, for TensorBoard's text tab."""
+    blocks = [
+        f"**{p['id']}**\n\nexpected:\n\n    {p['expected']!r}\n\ngenerated:\n\n    {p['generated']!r}"
+        for p in predictions
+    ]
+    return "\n\n---\n\n".join(blocks)
+
+
 def peak_memory_gib(device: torch.device) -> float:
     """Peak allocated GPU memory, or on CPU the process's peak resident set size."""
     if device.type == "cuda":
@@ -176,6 +186,7 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
     if world.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, out_dir / "config.toml")
+    say = print if world.is_main else (lambda *args, **kwargs: None)  # one copy of each message, not N
     dtype = torch.bfloat16 if config.train.precision == "bf16" else torch.float32
     train_cfg = config.train
 
@@ -183,9 +194,9 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
     tokenizer = load_tokenizer(config.model)
     new_token_ids = prepare_tokenizer(tokenizer, config.data.think_instruction)
     data = load_datasets(config.data, tokenizer, config.run.seed)
-    print("train data:\n  " + "\n  ".join(data.train_stats.lines()))
+    say("train data:\n  " + "\n  ".join(data.train_stats.lines()))
     if data.eval:
-        print("eval data:\n  " + "\n  ".join(data.eval_stats.lines()))
+        say("eval data:\n  " + "\n  ".join(data.eval_stats.lines()))
     plan = DataPlan(
         data.train, config.data.max_seq_len, config.data.packing, config.run.seed,
         train_cfg.micro_batch_size * train_cfg.grad_accum_steps * world.size,
@@ -193,7 +204,7 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
     total_steps = train_cfg.max_steps or train_cfg.epochs * plan.steps_per_epoch()
     epoch0_rows = plan.rows(0)
     efficiency = packing_efficiency(epoch0_rows, [len(e) for e in data.train], config.data.max_seq_len)
-    print(f"rows per epoch: {len(epoch0_rows)}, packing efficiency {efficiency:.1%}, optimizer steps: {total_steps}")
+    say(f"rows per epoch: {len(epoch0_rows)}, packing efficiency {efficiency:.1%}, optimizer steps: {total_steps}")
 
     # --- model: frozen base, LoRA + new-token rows trainable, nothing else ---
     torch.manual_seed(config.run.seed)
@@ -203,7 +214,7 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model = apply_lora(model, config.lora, new_token_ids)
     trainable = select_trainable(model)
-    print(trainable_table(model))
+    say(trainable_table(model))
     # Same LoRA init on every rank (seeded above); from here each rank draws its own dropout masks.
     torch.manual_seed(config.run.seed + world.rank)
     parameters = [p for _, p in trainable]
@@ -219,19 +230,29 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
     resume_from = find_resume_checkpoint(out_dir, config.checkpoint.resume)
     if resume_from is not None:
         state = load_checkpoint(resume_from, model, optimizer, world.rank, world.size)
-        print(f"resumed from {resume_from} at step {state.step}")
+        say(f"resumed from {resume_from} at step {state.step}")
     logger = (
         MetricsLogger(out_dir, resume_after_step=state.step if resume_from else None) if world.is_main else NullLogger()
     )
     evaluate = bool(data.eval) and config.eval.every_steps > 0
+    # A fixed sample of tool-call cases, scored by generating each assistant turn (rank 0 only).
+    cases = build_cases(data.eval_conversations, config.eval.max_cases) if config.eval.max_cases else []
 
     def run_eval(step: int) -> None:
         eval_loss = evaluate_loss(
             model, data.eval, config.data.max_seq_len, config.data.packing, config.eval.batch_size,
             train_cfg.precision, device, tokenizer.pad_token_id, world,
         )  # fmt: skip
-        logger.log(step, {"eval/loss": eval_loss})
-        progress.write(f"step {step}: eval/loss {eval_loss:.4f}")
+        values: dict[str, float | int | None] = {"eval/loss": eval_loss}
+        if cases and world.is_main:
+            scores, predictions = evaluate_tool_calls(
+                model, tokenizer, cases, config.data.think_instruction, config.eval.max_new_tokens,
+                config.eval.batch_size, device,
+            )  # fmt: skip
+            values.update({f"eval/{name}": value for name, value in scores.items()})
+            logger.text("eval/generations", generations_markdown(predictions[:3]), step)
+        logger.log(step, values)
+        progress.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, float)))
 
     progress = tqdm(total=total_steps, initial=state.step, desc="train", dynamic_ncols=True, disable=not world.is_main)
     if evaluate and state.step == 0:

@@ -60,7 +60,8 @@ class _Segment:
     is_think: bool
 
 
-def _cut_at_stop_marker(text: str) -> str:
+def cut_at_stop_marker(text: str) -> str:
+    """The text before the first `<end_of_turn>` / `<eos>`: what follows is not part of the answer."""
     positions = [position for position in (text.find(marker) for marker in STOP_MARKERS) if position >= 0]
     return text[: min(positions)] if positions else text
 
@@ -112,7 +113,7 @@ def parse_assistant_output(text: str) -> ParsedOutput:
     parse_failed = False
     answer_pieces = []
     saw_reasoning = think_before_call = False
-    for segment in _split_thoughts(_cut_at_stop_marker(text)):
+    for segment in _split_thoughts(cut_at_stop_marker(text)):
         if segment.is_think:
             if think is None:
                 think = segment.text.strip()

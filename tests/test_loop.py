@@ -165,3 +165,23 @@ def test_saved_adapter_loads_with_peft_and_reproduces_eval_loss(tmp_path, tiny_d
 def test_learning_rate_schedule(schedule, expected):
     config = load_config(None, ["--train.lr=1.0", "--train.warmup_steps=2", f"--train.schedule={schedule}"]).train
     assert [learning_rate(step, config, total_steps=5) for step in range(5)] == pytest.approx(expected)
+
+
+def test_tool_call_metrics_are_logged_at_each_evaluation(tmp_path, tiny_data):
+    config = tiny_config(tmp_path, tiny_data, "--train.max_steps=2", "--eval.max_cases=3", "--eval.max_new_tokens=4")
+    train(config)
+    names = (
+        "decision_accuracy",
+        "call_exact_match",
+        "name_accuracy",
+        "argument_accuracy",
+        "parse_failure_rate",
+        "schema_valid_rate",
+        "think_before_call_rate",
+    )
+    evaluations = [r for r in read_metrics(config.run.out_dir) if "eval/loss" in r]
+    assert [r["step"] for r in evaluations] == [0, 2]
+    for record in evaluations:
+        assert record["eval/n"] == 3
+        assert set(record) >= {f"eval/{name}" for name in names}
+        assert all(record[f"eval/{name}"] is None or 0.0 <= record[f"eval/{name}"] <= 1.0 for name in names)

@@ -1,0 +1,174 @@
+"""`python -m fcloop.eval CONFIG [--section.key=value ...] [--adapter DIR] [--data PATH] [--out DIR]`
+
+Generates an answer for every assistant turn of the eval conversations (greedy, batched, with the KV cache,
+stopping at `<end_of_turn>` / `<eos>`) and scores the tool calls. Writes DIR/predictions.jsonl (one object
+per case: id, tools, expected, generated) and DIR/metrics.json, and prints the metrics.
+
+`python -m fcloop.eval --score PRED.jsonl --out DIR` scores a predictions file alone, without a model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fcloop.config import Config, ConfigError, DataConfig, load_config, split_overrides
+
+PREDICTIONS_FILE = "predictions.jsonl"
+METRICS_FILE = "metrics.json"
+# Any of these says that a folder holds a saved tokenizer (a final/ folder does; a step_ checkpoint does not).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m fcloop.eval", description=__doc__.split("\n\n")[1])
+    parser.add_argument("config", nargs="?", help="TOML config file; keys can be overridden with --section.key=value")
+    parser.add_argument("--adapter", type=Path, help="a final/ or step_NNNNNN/ folder holding a PEFT adapter")
+    parser.add_argument("--data", action="append", help="eval source(s) instead of data.eval (repeatable)")
+    parser.add_argument("--out", type=Path, help="output folder (default: run.out_dir/eval)")
+    parser.add_argument("--score", type=Path, metavar="PRED.jsonl", help="only score this predictions file")
+    return parser
+
+
+def inference_device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def inference_dtype(precision: str, device: torch.device) -> torch.dtype:
+    # bf16 only where it is native and fast; on CPU it would be emulated (slow) and change the numbers.
+    return torch.bfloat16 if precision == "bf16" and device.type == "cuda" else torch.float32
+
+
+def has_tokenizer(folder: Path) -> bool:
+    return any((folder / name).exists() for name in TOKENIZER_FILES)
+
+
+def load_inference_model(config: Config, adapter: Path | None, dtype: torch.dtype, device: torch.device):
+    """(model, tokenizer): the base model built exactly as training builds it (same tokens added, same new
+    rows), with the PEFT adapter from `adapter` on top when given. The tokenizer is the adapter folder's
+    when it has one (it is what training saved), else the config's, prepared as in training."""
+    from fcloop.model import add_token_rows, load_model, load_tokenizer
+    from fcloop.tokenization import prepare_tokenizer
+
+    tokenizer = load_tokenizer(config.model)
+    # The new-token ids are needed even when the adapter brings its tokenizer: training initialized those rows
+    # (the mean of the old rows), and an adapter that does not train them relies on that initialization.
+    new_token_ids = prepare_tokenizer(tokenizer, config.data.think_instruction)
+    if adapter is not None and has_tokenizer(adapter):
+        from transformers import AutoTokenizer
+
+        saved = AutoTokenizer.from_pretrained(adapter)
+        if len(saved) != len(tokenizer):
+            raise ValueError(
+                f"{adapter}: its tokenizer has {len(saved)} tokens, but the config's tokenizer prepared as in "
+                f"training has {len(tokenizer)}; was the adapter trained with another model.tokenizer?"
+            )
+        tokenizer = saved
+    model = load_model(config.model, len(tokenizer), dtype, device, config.run.seed)
+    add_token_rows(model, len(tokenizer), new_token_ids)
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter)
+    model.eval()
+    return model, tokenizer
+
+
+def eval_data_config(data: DataConfig, sources: list[str] | None) -> DataConfig:
+    """The data section that `load_datasets` reads the eval conversations with.
+
+    With explicit eval sources, they stand in for the training sources too: `load_datasets` needs some, and
+    reading the (possibly large) training set only to discard it would be waste. Without any, the eval set is
+    the held-out fraction of the training set, which needs the training sources as configured.
+    """
+    eval_sources = tuple(sources) if sources else data.eval
+    if eval_sources:
+        return dataclasses.replace(data, train=eval_sources, eval=eval_sources)
+    if data.train and data.eval_fraction > 0:
+        return data
+    raise ValueError("no eval data: set data.eval or data.eval_fraction, or pass --data")
+
+
+def write_predictions(path: Path, records: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as file:
+        for record in records:
+            file.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+
+
+def print_metrics(metrics: dict[str, Any]) -> None:
+    width = max(len(name) for name in metrics)
+    for name, value in metrics.items():
+        shown = "n/a" if value is None else (f"{value:.4f}" if isinstance(value, float) else str(value))
+        print(f"{name:<{width}}  {shown}")
+
+
+def score_only(predictions: Path, out: Path) -> dict[str, Any]:
+    from fcloop.scoring import score_predictions_file
+
+    metrics = score_predictions_file(predictions)
+    write_metrics(out / METRICS_FILE, metrics)
+    return metrics
+
+
+def evaluate(config: Config, adapter: Path | None, sources: list[str] | None, out: Path) -> dict[str, Any]:
+    """Generate and score every case of the eval data; write predictions and metrics under `out`."""
+    from fcloop.data import load_datasets
+    from fcloop.generation import build_cases, evaluate_tool_calls
+
+    device = inference_device()
+    dtype = inference_dtype(config.train.precision, device)
+    model, tokenizer = load_inference_model(config, adapter, dtype, device)
+    data = load_datasets(eval_data_config(config.data, sources), tokenizer, config.run.seed)
+    print("eval data:\n  " + "\n  ".join(data.eval_stats.lines()))
+    cases = build_cases(data.eval_conversations, config.eval.max_cases)
+    print(f"generating {len(cases)} cases on {device} ({dtype})...", flush=True)
+    metrics, records = evaluate_tool_calls(
+        model, tokenizer, cases, config.data.think_instruction, config.eval.max_new_tokens, config.eval.batch_size,
+        device,
+    )  # fmt: skip
+    write_predictions(out / PREDICTIONS_FILE, records)
+    write_metrics(out / METRICS_FILE, metrics)
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    overrides, rest = split_overrides(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(rest)
+    if args.score is not None:
+        if args.out is None:
+            parser.error("--score needs --out DIR")
+        try:
+            metrics = score_only(args.score, args.out)
+        except (OSError, ValueError) as error:  # a missing file, or a bad line (named with its number)
+            print(error, file=sys.stderr)
+            return 2
+    else:
+        if args.config is None:
+            parser.error("CONFIG is required unless --score is given")
+        try:
+            config = load_config(args.config, overrides)
+        except ConfigError as error:
+            print(error, file=sys.stderr)
+            return 2
+        out = args.out if args.out is not None else Path(config.run.out_dir) / "eval"
+        metrics = evaluate(config, args.adapter, args.data, out)
+        print(f"wrote {out / PREDICTIONS_FILE} and {out / METRICS_FILE}")
+    print_metrics(metrics)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""`python -m fcloop.eval`: scoring a predictions file alone, and generating on a tiny trained run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tiny_data import write_tiny_data
+
+from fcloop.config import load_config
+from fcloop.eval import main as eval_main
+from fcloop.loop import train
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+RECORD_KEYS = ["id", "tools", "expected", "generated"]
+METRIC_KEYS = {
+    "decision_accuracy",
+    "call_exact_match",
+    "name_accuracy",
+    "argument_accuracy",
+    "parse_failure_rate",
+    "schema_valid_rate",
+    "think_before_call_rate",
+    "n",
+}
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+def call(city: str) -> str:
+    return "<tool_call>\n" + json.dumps({"name": "get_weather", "arguments": {"city": city}}) + "\n</tool_call>"
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# --score
+
+
+def test_score_round_trip_gives_the_exact_metrics(tmp_path, capsys):
+    records = [
+        # Right call, thought first: correct on everything.
+        {
+            "id": "a",
+            "tools": [WEATHER],
+            "expected": call("Paris"),
+            "generated": "<think>Weather.</think>" + call("Paris"),
+        },
+        # Right tool, wrong argument, no thought: the decision and the name are right, the arguments are not.
+        {"id": "b", "tools": [WEATHER], "expected": call("Paris"), "generated": call("Lyon")},
+        # A text answer was expected; the output tries a call that does not parse.
+        {"id": "c", "tools": [WEATHER], "expected": "It is sunny.", "generated": "<tool_call>\n{bad\n</tool_call>"},
+    ]
+    predictions = tmp_path / "predictions.jsonl"
+    predictions.write_text("".join(json.dumps(record) + "\n" for record in records))
+    out = tmp_path / "scored"
+    assert eval_main(["--score", str(predictions), "--out", str(out)]) == 0
+    assert json.loads((out / "metrics.json").read_text()) == {
+        "decision_accuracy": 2 / 3,  # a, b
+        "call_exact_match": 1 / 3,  # a
+        "name_accuracy": 1.0,  # both expected calls met a get_weather call
+        "argument_accuracy": 0.5,  # of those two, a's arguments are equal
+        "parse_failure_rate": 1 / 3,  # c
+        "schema_valid_rate": 1.0,  # both parsed calls fit the schema
+        "think_before_call_rate": 0.5,  # of the two outputs that call, a thought first
+        "n": 3,
+    }
+    assert "call_exact_match" in capsys.readouterr().out
+
+
+def test_score_names_a_bad_line(tmp_path, capsys):
+    predictions = tmp_path / "predictions.jsonl"
+    predictions.write_text(json.dumps({"id": "a", "tools": [], "expected": "x", "generated": "y"}) + "\n{not json\n")
+    assert eval_main(["--score", str(predictions), "--out", str(tmp_path / "out")]) == 2
+    assert "line 2" in capsys.readouterr().err
+
+
+def test_arguments_that_cannot_work_are_usage_errors(tmp_path):
+    with pytest.raises(SystemExit):
+        eval_main(["--score", str(tmp_path / "predictions.jsonl")])  # no --out
+    with pytest.raises(SystemExit):
+        eval_main(["--out", str(tmp_path)])  # no config to generate with
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Generation on a tiny trained run
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    """A tiny run trained for one step (checkpoint included); returns its out_dir."""
+    folder = tmp_path_factory.mktemp("eval_run")
+    train_file, eval_file = write_tiny_data(folder / "data", train_count=4, eval_count=3)
+    config = load_config(
+        CONFIGS / "tiny.toml",
+        [
+            f"--run.out_dir={folder / 'run'}",
+            f"--data.train={train_file}",
+            f"--data.eval={eval_file}",
+            "--data.eval_fraction=0.0",
+            "--data.max_seq_len=512",
+            "--train.precision=fp32",
+            "--train.max_steps=1",
+            "--eval.every_steps=0",
+            "--checkpoint.every_steps=1",
+        ],
+    )
+    train(config)
+    return Path(config.run.out_dir)
+
+
+def test_eval_cli_writes_predictions_and_metrics_for_a_trained_adapter(trained_run, tmp_path):
+    out = tmp_path / "eval"
+    argv = [str(trained_run / "config.toml"), "--adapter", str(trained_run / "final"), "--out", str(out)]
+    assert eval_main([*argv, "--eval.max_cases=3", "--eval.max_new_tokens=8"]) == 0
+    records = read_jsonl(out / "predictions.jsonl")
+    config = load_config(trained_run / "config.toml")
+    eval_file = config.data.eval[0]
+    # The first eval conversation has two assistant turns (a call, then text): cases 0:0, 0:1, then 1:0.
+    assert [record["id"] for record in records] == [f"{eval_file}:0:0", f"{eval_file}:0:1", f"{eval_file}:1:0"]
+    assert all(list(record) == RECORD_KEYS for record in records)
+    assert records[0]["expected"].startswith("<think>I will call get_weather")
+    assert records[1]["expected"].startswith("It is ") and records[1]["tools"] == []
+    assert all(
+        isinstance(record["generated"], str) and "<end_of_turn>" not in record["generated"] for record in records
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == METRIC_KEYS and metrics["n"] == 3
+
+    # A step checkpoint holds the same weights but no tokenizer: the config's, prepared as in training, is used.
+    step_out = tmp_path / "eval_step"
+    step_argv = [
+        str(trained_run / "config.toml"),
+        "--adapter",
+        str(trained_run / "step_000001"),
+        "--out",
+        str(step_out),
+    ]
+    assert eval_main([*step_argv, "--eval.max_cases=3", "--eval.max_new_tokens=8"]) == 0
+    assert read_jsonl(step_out / "predictions.jsonl") == records
+
+
+def test_eval_cli_without_adapter_evaluates_the_base_model_on_data_given(trained_run, tmp_path):
+    other = write_tiny_data(tmp_path / "other", train_count=1, eval_count=2)[1]
+    config_path = str(trained_run / "config.toml")
+    assert eval_main([config_path, "--data", str(other), "--eval.max_cases=0", "--eval.max_new_tokens=4"]) == 0
+    records = read_jsonl(trained_run / "eval" / "predictions.jsonl")  # the default folder: run.out_dir/eval
+    # Both conversations have two assistant turns; max_cases=0 means all.
+    assert [record["id"] for record in records] == [f"{other}:{row}:{turn}" for row in (0, 1) for turn in (0, 1)]

@@ -1,0 +1,145 @@
+"""Export: the merged model, loaded by plain transformers, computes the adapter model's logits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from tiny_data import conversation
+
+from fcloop.config import load_config
+from fcloop.export import main as export_main
+from fcloop.gemma_format import SPECIAL_TOKENS, render, to_chat_messages
+from fcloop.loop import save_final
+from fcloop.model import add_token_rows, apply_lora, load_model, load_tokenizer
+from fcloop.readers import read_row
+from fcloop.tokenization import prepare_tokenizer
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
+
+
+def perturb_trainables(model, scale: float = 0.02) -> None:
+    """Move every trainable tensor well away from its init (LoRA B starts at zero, token rows at their
+    originals), so that an export that dropped any of them would change the logits visibly."""
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for _, parameter in sorted(model.named_parameters()):
+            if parameter.requires_grad:
+                parameter.add_(torch.randn(parameter.shape, generator=generator) * scale)
+
+
+def saved_adapter(folder: Path, *overrides: str):
+    """(final/ folder, the in-memory adapter model that was saved there, its tokenizer), as training saves it."""
+    config = load_config(
+        CONFIGS / "tiny.toml", [f"--run.out_dir={folder / 'run'}", "--train.precision=fp32", *overrides]
+    )
+    tokenizer = load_tokenizer(config.model)
+    new_token_ids = prepare_tokenizer(tokenizer, config.data.think_instruction)
+    model = load_model(config.model, len(tokenizer), torch.float32, torch.device("cpu"), config.run.seed)
+    add_token_rows(model, len(tokenizer), new_token_ids)
+    model = apply_lora(model, config.lora, new_token_ids)
+    perturb_trainables(model)
+    model.eval()
+    final = folder / "run" / "final"
+    save_final(final, model, tokenizer, config)
+    return final, model, tokenizer
+
+
+@pytest.fixture(scope="module")
+def adapter_run(tmp_path_factory):
+    """LoRA on lm_head (tied to the embedding in Gemma) and trained new-token rows: the hard case."""
+    final, model, tokenizer = saved_adapter(tmp_path_factory.mktemp("export"))
+    config = load_config(final / "config.toml")
+    assert "lm_head" in config.lora.target_modules and config.lora.train_new_token_rows
+    return final, model, tokenizer
+
+
+def probe_sequences(tokenizer) -> list[list[int]]:
+    """A rendered conversation (tags, turn markers) and a short sequence made of the new tokens only."""
+    rendered = render(read_row(conversation(0), "hermes", "probe", 0), "").text
+    tags = tokenizer.convert_tokens_to_ids(list(SPECIAL_TOKENS))
+    return [
+        tokenizer(rendered, add_special_tokens=False)["input_ids"],
+        [tokenizer.bos_token_id, *tags, tokenizer.convert_tokens_to_ids("<end_of_turn>"), *reversed(tags)],
+    ]
+
+
+@torch.no_grad()
+def logits_of(model, sequences: list[list[int]]) -> list[torch.Tensor]:
+    return [model(input_ids=torch.tensor([sequence])).logits[0] for sequence in sequences]
+
+
+@pytest.fixture(scope="module")
+def merged_folder(adapter_run, tmp_path_factory) -> Path:
+    final, _, _ = adapter_run
+    out = tmp_path_factory.mktemp("merged") / "model"
+    assert export_main([str(final), "--merge", str(out)]) == 0
+    return out
+
+
+def test_merged_model_gives_the_adapter_models_logits(adapter_run, merged_folder):
+    from transformers import AutoModelForCausalLM
+
+    _, adapter_model, tokenizer = adapter_run
+    merged = AutoModelForCausalLM.from_pretrained(merged_folder, dtype=torch.float32)
+    merged.eval()
+    assert not [m for m in merged.modules() if type(m).__module__.startswith("peft")]
+    # The LoRA on lm_head must not have leaked into the input embedding: the two are separate weights now.
+    assert merged.get_output_embeddings().weight.data_ptr() != merged.get_input_embeddings().weight.data_ptr()
+    sequences = probe_sequences(tokenizer)
+    expected = logits_of(adapter_model, sequences)
+    actual = logits_of(merged, sequences)
+    for want, got in zip(expected, actual, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    # The check means something: without the adapter the logits are far from these.
+    with adapter_model.disable_adapter():
+        base_logits = logits_of(adapter_model, sequences)
+    assert (base_logits[1] - expected[1]).abs().max() > 0.1
+
+
+def test_without_lora_on_lm_head_the_merged_model_stays_tied(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    final, adapter_model, tokenizer = saved_adapter(tmp_path, '--lora.target_modules=["q_proj", "v_proj"]')
+    out = tmp_path / "merged"
+    assert export_main([str(final), "--merge", str(out)]) == 0
+    merged = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
+    assert json.loads((out / "config.json").read_text())["tie_word_embeddings"] is True
+    assert merged.get_output_embeddings().weight.data_ptr() == merged.get_input_embeddings().weight.data_ptr()
+    sequences = probe_sequences(tokenizer)
+    for want, got in zip(logits_of(adapter_model, sequences), logits_of(merged, sequences), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_merged_folder_is_a_plain_transformers_model(merged_folder):
+    from transformers import AutoTokenizer
+
+    names = {path.name for path in merged_folder.iterdir()}
+    assert {"model.safetensors", "config.json", "tokenizer.json"} <= names
+    assert not names & set(ADAPTER_FILES)
+    model_config = json.loads((merged_folder / "config.json").read_text())
+    assert model_config["tie_word_embeddings"] is False
+    assert model_config["use_cache"] is True
+    generation_config = json.loads((merged_folder / "generation_config.json").read_text())
+    tokenizer = AutoTokenizer.from_pretrained(merged_folder)
+    assert sorted(generation_config["eos_token_id"]) == sorted(
+        tokenizer.convert_tokens_to_ids(["<eos>", "<end_of_turn>"])
+    )
+
+
+def test_merged_tokenizer_chat_template_renders_like_fcloop(adapter_run, merged_folder):
+    from transformers import AutoTokenizer
+
+    final, _, _ = adapter_run
+    config = load_config(final / "config.toml")
+    tokenizer = AutoTokenizer.from_pretrained(merged_folder)
+    whole = read_row(conversation(3), "hermes", "probe", 3)  # system, a tool turn, two user turns
+    before_last_answer = type(whole)(messages=whole.messages[:-1])
+    for chat, generation_prompt in ((whole, False), (before_last_answer, True)):
+        text = tokenizer.apply_chat_template(
+            to_chat_messages(chat), tokenize=False, add_generation_prompt=generation_prompt
+        )
+        assert text == render(chat, config.data.think_instruction, generation_prompt).text
