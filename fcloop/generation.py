@@ -18,6 +18,7 @@ from transformers import GenerationConfig
 
 from fcloop.conversation import Conversation
 from fcloop.gemma_format import END_OF_TURN, assistant_text, render
+from fcloop.model import token_rows_merged
 from fcloop.scoring import aggregate, cut_at_stop_marker, score_case
 
 TOOLS_OPEN, TOOLS_CLOSE = "<tools>", "</tools>"
@@ -198,15 +199,16 @@ def generate(
     was_training = model.training
     model.eval()
     try:
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            input_ids, attention_mask = left_pad([encoded[i] for i in chunk], tokenizer.pad_token_id)
-            output = model.generate(
-                input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), generation_config=config
-            )
-            new_tokens = output[:, input_ids.shape[1] :].tolist()
-            for index, tokens in zip(chunk, new_tokens, strict=True):
-                texts[index] = decode_new_tokens(tokens, tokenizer, stop_ids, tokenizer.pad_token_id)
+        with token_rows_merged(model):
+            for start in range(0, len(order), batch_size):
+                chunk = order[start : start + batch_size]
+                input_ids, attention_mask = left_pad([encoded[i] for i in chunk], tokenizer.pad_token_id)
+                output = model.generate(
+                    input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), generation_config=config
+                )
+                new_tokens = output[:, input_ids.shape[1] :].tolist()
+                for index, tokens in zip(chunk, new_tokens, strict=True):
+                    texts[index] = decode_new_tokens(tokens, tokenizer, stop_ids, tokenizer.pad_token_id)
     finally:
         model.train(was_training)
     return texts

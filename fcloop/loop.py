@@ -12,6 +12,7 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from fcloop.distributed import (
     sum_gradients,
     sum_scalars,
 )
+from fcloop.flex_attention import attention_masks_for
 from fcloop.generation import build_cases, evaluate_tool_calls
 from fcloop.loss import supervised_cross_entropy
 from fcloop.metrics import MetricsLogger, NullLogger
@@ -39,7 +41,6 @@ from fcloop.model import (
     add_token_rows,
     apply_lora,
     base_config,
-    document_attention_masks,
     load_model,
     load_tokenizer,
     model_parts,
@@ -75,7 +76,8 @@ def forward_loss(model, batch: Batch, precision: str, device: torch.device) -> t
     """(summed NLL over the batch's supervised targets, their count), documents isolated by the mask."""
     parts = model_parts(model)
     mask_dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    masks = document_attention_masks(batch.document_ids, batch.position_ids, base_config(model), mask_dtype)
+    model_config = base_config(model)
+    masks = attention_masks_for(batch, model_config, model_config._attn_implementation, mask_dtype)
     with autocast(device, precision):
         hidden = parts.decoder(
             input_ids=batch.input_ids, position_ids=batch.position_ids, attention_mask=masks
@@ -109,6 +111,45 @@ def evaluate_loss(
     model.train(was_training)
     total, count = sum_scalars([total, float(count)], world)
     return total / count
+
+
+LossFn = Callable[[torch.nn.Module, Batch, str, torch.device], tuple[torch.Tensor, int]]
+
+
+def train_step(
+    model,
+    optimizer: torch.optim.Optimizer,
+    parameters: list[torch.nn.Parameter],
+    micro_batches: list[Batch],
+    precision: str,
+    max_grad_norm: float,
+    device: torch.device,
+    loss_fn: LossFn | None = None,
+    world: World | None = None,
+    supervised_tokens: int | None = None,
+) -> tuple[float, float]:
+    """One optimizer step: forward/backward every micro-batch, sum gradients across ranks, clip, and update
+    only if the loss and gradient norm are finite. Returns (mean loss of the step, gradient norm).
+
+    `supervised_tokens` is the whole step's count over all ranks (default: these micro-batches' own)."""
+    world = world or World()
+    loss_fn = loss_fn or forward_loss  # looked up at call time, so the step always runs the module's loss
+    step_supervised = supervised_tokens or sum(batch.supervised_tokens for batch in micro_batches)
+    step_loss_sum = 0.0
+    for batch in micro_batches:
+        loss_sum, _ = loss_fn(model, batch.to(device), precision, device)
+        # Divide by the whole step's supervised count, not per micro-batch: every token weighs the same.
+        (loss_sum / step_supervised).backward()
+        step_loss_sum += float(loss_sum.detach())
+    sum_gradients(parameters, world)
+    (step_loss_sum,) = sum_scalars([step_loss_sum], world)
+    max_norm = max_grad_norm if max_grad_norm > 0 else float("inf")
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(parameters, max_norm))
+    loss = step_loss_sum / step_supervised
+    if math.isfinite(loss) and math.isfinite(grad_norm):
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss, grad_norm
 
 
 @dataclass
@@ -279,30 +320,18 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
                 collate(local_rows[i : i + train_cfg.micro_batch_size], tokenizer.pad_token_id)
                 for i in range(0, len(local_rows), train_cfg.micro_batch_size)
             ]
-            step_loss_sum = 0.0
-            for batch in micro_batches:
-                loss_sum, _ = forward_loss(model, batch.to(device), train_cfg.precision, device)
-                # Divide by the whole step's supervised count, not per micro-batch: every token weighs the same.
-                (loss_sum / step_supervised).backward()
-                step_loss_sum += float(loss_sum.detach())
-
-            sum_gradients(parameters, world)
-            (step_loss_sum,) = sum_scalars([step_loss_sum], world)
-            max_norm = train_cfg.max_grad_norm if train_cfg.max_grad_norm > 0 else float("inf")
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(parameters, max_norm))
-            loss = step_loss_sum / step_supervised
-            finite = math.isfinite(loss) and math.isfinite(grad_norm)
-            if finite:
-                optimizer.step()
-            elif train_cfg.on_nonfinite == "stop":
-                raise FloatingPointError(
-                    f"non-finite loss ({loss}) or gradient norm ({grad_norm}) at step {state.step + 1}; no update was "
-                    f'applied and no checkpoint written. Lower train.lr, or set train.on_nonfinite = "skip".'
-                )
-            else:
+            loss, grad_norm = train_step(
+                model, optimizer, parameters, micro_batches, train_cfg.precision, train_cfg.max_grad_norm, device,
+                world=world, supervised_tokens=step_supervised,
+            )  # fmt: skip
+            if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+                if train_cfg.on_nonfinite == "stop":
+                    raise FloatingPointError(
+                        f"non-finite loss ({loss}) or gradient norm ({grad_norm}) at step {state.step + 1}; no update "
+                        f'was applied and no checkpoint written. Lower train.lr, or set train.on_nonfinite = "skip".'
+                    )
                 state.skipped_steps += 1
                 progress.write(f"step {state.step + 1}: non-finite loss or gradient, update skipped")
-            optimizer.zero_grad(set_to_none=True)
 
             elapsed = time.perf_counter() - started
             state.step += 1

@@ -6,9 +6,11 @@ sliding-window, what a LoRA or trainable-token parameter is called. The loop onl
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,6 +197,24 @@ def trainable_table(model: nn.Module) -> str:
     lines += [f"{kind:<{width}}  {count:>12,}" for kind, count in sorted(counts.items())]
     lines.append(f"{'total':<{width}}  {trainable:>12,}  ({trainable / total:.3%} of {total:,})")
     return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def token_rows_merged(model: nn.Module) -> Iterator[None]:
+    """For inference: write the trained new-token rows into the frozen embedding, then restore the original
+    rows bitwise. Unmerged, peft rebuilds the whole [vocab x hidden] matrix on every forward, which dominates
+    each decoding step with Gemma's vocabulary of a quarter million tokens."""
+    from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
+
+    layers = [m for m in model.modules() if isinstance(m, TrainableTokensLayer) and not m.merged]
+    for layer in layers:
+        layer.merge()
+    try:
+        yield
+    finally:
+        # Reverse order: with tied weights each layer saved the rows as they were when it was created.
+        for layer in reversed(layers):
+            layer.unmerge()
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from fcloop.model import (
     model_parts,
     parameter_groups,
     select_trainable,
+    token_rows_merged,
     trainable_table,
 )
 from fcloop.packing import collate
@@ -224,3 +225,19 @@ def test_model_config_is_gemma2_shaped(tiny_tok):
     config = base_config(tiny_model(tiny_tok))
     assert config.layer_types == ["sliding_attention", "full_attention"] * 2
     assert (config.attn_logit_softcapping, config.sliding_window) == (50.0, 24)
+
+
+def test_token_rows_merged_gives_the_same_logits_and_restores_the_embedding_bitwise(tiny_tok):
+    model, selected = lora_model(tiny_tok, LoraConfig(r=2, alpha=4, dropout=0.0))
+    rows = next(p for n, p in selected if "trainable_tokens_delta" in n)
+    with torch.no_grad():
+        rows.normal_(std=0.5)  # trained rows, unlike the initial copies of the mean row
+    model.eval()
+    ids = torch.tensor([tiny_tok.encode("<bos><think>hi</think><tool_call>{}</tool_call>", add_special_tokens=False)])
+    embedding_before = model.get_input_embeddings().weight.detach().clone()
+    with torch.no_grad():
+        unmerged = model(input_ids=ids).logits
+        with token_rows_merged(model):
+            merged = model(input_ids=ids).logits
+    torch.testing.assert_close(merged, unmerged, rtol=0, atol=1e-6)
+    assert torch.equal(model.get_input_embeddings().weight, embedding_before)

@@ -1,0 +1,1 @@
+"""Benchmarks of the fcloop training step (run as modules: `python -m benchmarks.throughput`)."""

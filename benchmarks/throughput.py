@@ -1,0 +1,758 @@
+"""Training throughput of the real fcloop step, against the step our users run today.
+
+    python -m benchmarks.throughput                        # gemma-2-2b (random weights), full sweep on CUDA
+    python -m benchmarks.throughput --quick                # a few configurations
+    python -m benchmarks.throughput --config configs/tiny.toml --device cpu --steps 3 --json OUT   # CI smoke
+
+The model is gemma-2-2b built from its real config (written out below; random weights, nothing to download),
+or the tiny model with `--config configs/tiny.toml`. Every configuration builds a fresh model the way
+`fcloop.loop.train` does (new-token rows, activation checkpointing, LoRA, the trainable selection, AdamW)
+and times optimizer steps on packed synthetic rows, after warm-up steps, synchronizing before each reading.
+
+The baseline is the Agents Course recipe's step: the HF model's own forward with labels (full logits, loss
+over every token), eager attention, activation checkpointing, micro-batch 1, rows made by concatenating
+documents without isolation. Its supervised tokens/s counts the tokens our masking would supervise, so
+`speedup_vs_baseline` compares useful work. See benchmarks/README.md for the columns and the MFU formula.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import json
+import platform
+import random
+import shlex
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import transformers
+from torch import nn
+
+from fcloop import loop
+from fcloop.config import Config, TrainConfig, load_config
+from fcloop.flex_attention import attention_masks_for
+from fcloop.loop import autocast, forward_loss
+from fcloop.model import (
+    LORA_PARAMETER_MARKERS,
+    add_token_rows,
+    apply_lora,
+    base_config,
+    load_model,
+    load_tokenizer,
+    model_parts,
+    parameter_groups,
+    select_trainable,
+)
+from fcloop.packing import PADDING_DOCUMENT, Batch, best_fit_decreasing, collate, shifted_targets
+from fcloop.tiny import TINY_PATH
+from fcloop.tokenization import IGNORE_INDEX, Encoded, prepare_tokenizer
+
+DEFAULT_CONFIG = "configs/gemma.toml"
+GEMMA2_2B_VOCAB = 256_000
+NEW_TOKENS = 8  # the eight tags fcloop adds: 256000 -> 256008 rows, as in the recipe
+FIRST_ORDINARY_ID = 5  # synthetic text avoids <pad> <eos> <bos> and the first control tokens
+DOCUMENT_LENGTHS = (200, 1500)  # uniform; the recipe truncates at 1500 tokens
+SUPERVISED_SHARE = 3  # the trailing 1/3 of each document is supervised, like an assistant turn ending it
+RECIPE_SEQ_LEN = 1500  # the recipe's max_length
+CPU_MAX_SEQ_LEN = 512  # eager attention's T x T tensors make 2048-token rows take many seconds a step on 2 cores
+DEFAULT_PEAK_TFLOPS = 800.0  # dense bf16 measured on the project's H100s (ANCHORS section 5)
+ATTENTIONS = ("eager", "flex_attention")
+LOSSES = ("chunked", "full_logits")
+
+LossFn = Callable[[nn.Module, Batch, str, torch.device], tuple[torch.Tensor, int]]
+
+
+# --- the model -------------------------------------------------------------------------------------------
+
+
+def gemma2_2b_config(attn_implementation: str) -> transformers.Gemma2Config:
+    """google/gemma-2-2b's architecture (ANCHORS section 3), written out so no download is needed."""
+    config = transformers.Gemma2Config(
+        vocab_size=GEMMA2_2B_VOCAB,
+        hidden_size=2304,
+        intermediate_size=9216,
+        num_hidden_layers=26,
+        num_attention_heads=8,
+        num_key_value_heads=4,
+        head_dim=256,
+        hidden_activation="gelu_pytorch_tanh",
+        max_position_embeddings=8192,
+        rms_norm_eps=1e-6,
+        query_pre_attn_scalar=256,
+        sliding_window=4096,
+        attn_logit_softcapping=50.0,
+        final_logit_softcapping=30.0,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=2,
+        tie_word_embeddings=True,
+    )
+    config._attn_implementation = attn_implementation
+    config.use_cache = False
+    return config
+
+
+def gemma2_2b_model(attn_implementation: str, dtype: torch.dtype, device: torch.device | str) -> nn.Module:
+    """Random-init gemma-2-2b created directly on `device` (no 10 GB detour through host memory)."""
+    with torch.device(device):
+        return transformers.AutoModelForCausalLM.from_config(gemma2_2b_config(attn_implementation), dtype=dtype)
+
+
+def base_model(config: Config, attention: str, dtype: torch.dtype, device: torch.device) -> tuple[nn.Module, list[int]]:
+    """(frozen base model with the new-token rows added, new token ids): the tiny model through fcloop's own
+    loader and tokenizer, anything else as gemma-2-2b."""
+    if config.model.path == TINY_PATH:
+        tokenizer = load_tokenizer(config.model)
+        new_token_ids = prepare_tokenizer(tokenizer, config.data.think_instruction)
+        model_config = dataclasses.replace(config.model, attn_implementation=attention)
+        model = load_model(model_config, len(tokenizer), dtype, device, config.run.seed)
+        vocab_size = len(tokenizer)
+    elif "gemma-2-2b" in config.model.path:
+        torch.manual_seed(config.run.seed)
+        model = gemma2_2b_model(attention, dtype, device)
+        new_token_ids = list(range(GEMMA2_2B_VOCAB, GEMMA2_2B_VOCAB + NEW_TOKENS))
+        vocab_size = GEMMA2_2B_VOCAB + NEW_TOKENS
+    else:
+        raise SystemExit(f"model.path {config.model.path!r}: the benchmark builds gemma-2-2b or {TINY_PATH!r} only")
+    add_token_rows(model, vocab_size, new_token_ids)
+    return model, new_token_ids
+
+
+def compile_decoder_layers(model: nn.Module) -> None:
+    """torch.compile each decoder layer in place. Per layer, not the whole model: LoRA dropout with activation
+    checkpointing breaks whole-model compile (peft#3020), and the loss, masks and optimizer stay eager."""
+    for layer in model_parts(model).decoder.layers:
+        layer.compile()
+
+
+def adamw(trainable: list[tuple[str, nn.Parameter]], train: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """The optimizer exactly as fcloop.loop.train builds it (fused on CUDA)."""
+    return torch.optim.AdamW(
+        parameter_groups(trainable, train.weight_decay),
+        lr=train.lr,
+        betas=tuple(train.adam_betas),
+        fused=device.type == "cuda",
+    )
+
+
+# --- what one step costs -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MatmulCounts:
+    """Parameters inside matmuls, counted from the built model (frozen base weights and LoRA apart)."""
+
+    body: int  # q k v o gate up down of every decoder layer
+    lm_head: int  # vocab x hidden
+    lora_body: int  # LoRA A and B on the body's projections
+    lora_lm_head: int  # LoRA A and B on lm_head
+    layers: int
+    attention_width: int  # heads x head_dim (2048 on gemma-2-2b, not the hidden size 2304)
+
+
+def matmul_counts(model: nn.Module) -> MatmulCounts:
+    body = lm_head = lora_body = lora_lm_head = 0
+    for name, module in model.named_modules():
+        # LoRA's own A/B are Linear modules too; they are counted below, as parameters that train.
+        if isinstance(module, nn.Linear) and not any(marker in name for marker in LORA_PARAMETER_MARKERS):
+            if "lm_head" in name:
+                lm_head += module.weight.numel()
+            else:
+                body += module.weight.numel()
+    for name, parameter in model.named_parameters():
+        if any(marker in name for marker in LORA_PARAMETER_MARKERS):
+            if "lm_head" in name:
+                lora_lm_head += parameter.numel()
+            else:
+                lora_body += parameter.numel()
+    config = base_config(model)
+    return MatmulCounts(
+        body, lm_head, lora_body, lora_lm_head, config.num_hidden_layers, config.num_attention_heads * config.head_dim
+    )
+
+
+def t_eff(document_lengths: Sequence[int]) -> float:
+    """sum(n_i^2) / sum(n_i): the attention span a token pays for, on average, in document-masked rows."""
+    return sum(n * n for n in document_lengths) / sum(document_lengths)
+
+
+def flops_per_token(counts: MatmulCounts, t_eff_tokens: float, lm_head_fraction: float = 1.0) -> float:
+    """ANCHORS section 5: F = 4*N_mm + 6*N_lora + 6*L*(H*d_head)*T_eff, with the lm_head (and its LoRA)
+    counted on `lm_head_fraction` of the tokens (1.0 = every position, as ANCHORS' 11.2 GFLOP at T=2048).
+
+    4*N: forward and input gradient of the frozen weights (no weight gradient); 6*N_lora: LoRA trains;
+    attention: QK^T and PV, causal, forward 2 + backward 4. Recomputation (activation checkpointing, the
+    chunked loss) is not counted: it is not work the step needs. The sliding window is ignored (it only
+    matters for documents longer than 4096 tokens).
+    """
+    head = 4 * counts.lm_head + 6 * counts.lora_lm_head
+    attention = 6 * counts.layers * counts.attention_width * t_eff_tokens
+    return 4 * counts.body + 6 * counts.lora_body + head * lm_head_fraction + attention
+
+
+def step_flops(counts: MatmulCounts, tokens: int, lm_head_tokens: int, sum_squared_lengths: int) -> float:
+    """FLOPs the step needs: flops_per_token summed over the step's tokens, with the lm_head only where
+    logits are needed (the supervised positions for fcloop, every position for the recipe)."""
+    if tokens == 0:
+        return 0.0
+    return tokens * flops_per_token(counts, sum_squared_lengths / tokens, lm_head_tokens / tokens)
+
+
+def document_lengths(batch: Batch) -> list[int]:
+    """Lengths of the documents of a packed batch (padding excluded)."""
+    lengths = []
+    for row in batch.document_ids:
+        real = row[row != PADDING_DOCUMENT]
+        lengths += [int(n) for n in torch.bincount(real) if n > 0]
+    return lengths
+
+
+# --- synthetic data ------------------------------------------------------------------------------------------
+
+
+def synthetic_documents(count: int, vocab_size: int, max_len: int, seed: int) -> list[Encoded]:
+    """Random-token documents with seeded lengths; the trailing third of each is supervised."""
+    lengths = random.Random(seed)
+    generator = torch.Generator().manual_seed(seed)
+    low, high = min(DOCUMENT_LENGTHS[0], max_len // 2), min(DOCUMENT_LENGTHS[1], max_len)
+    docs = []
+    for index in range(count):
+        length = lengths.randint(low, high)
+        ids = tuple(torch.randint(FIRST_ORDINARY_ID, vocab_size, (length,), generator=generator).tolist())
+        start = length - length // SUPERVISED_SHARE
+        labels = (IGNORE_INDEX,) * start + ids[start:]
+        docs.append(Encoded(ids, labels, "synthetic", index))
+    return docs
+
+
+def documents_for(rows: int, seq_len: int, vocab_size: int, seed: int) -> list[Encoded]:
+    # Twice the tokens the rows need: best-fit-decreasing then leaves only its last few rows part-full.
+    mean_length = (min(DOCUMENT_LENGTHS[0], seq_len // 2) + min(DOCUMENT_LENGTHS[1], seq_len)) / 2
+    return synthetic_documents(int(2 * rows * seq_len / mean_length) + 2, vocab_size, seq_len, seed)
+
+
+def packed_batches(docs: list[Encoded], seq_len: int, micro_batch_size: int, count: int, pad_id: int) -> list[Batch]:
+    """`count` micro-batches of rows packed by fcloop's best-fit-decreasing, padded to seq_len (fixed shapes,
+    so compiled code is not recompiled for each row width)."""
+    rows = best_fit_decreasing([len(doc) for doc in docs], seq_len)
+    random.Random(0).shuffle(rows)  # BFD lists the longest documents first; a real epoch is shuffled too
+    needed = count * micro_batch_size
+    if len(rows) < needed:
+        raise RuntimeError(f"{len(rows)} packed rows, {needed} needed")
+    chosen = [[docs[i] for i in row] for row in rows[:needed]]
+    return [
+        collate(chosen[start : start + micro_batch_size], pad_id, pad_to=seq_len)
+        for start in range(0, needed, micro_batch_size)
+    ]
+
+
+def concatenated_batches(docs: list[Encoded], seq_len: int, count: int) -> list[Batch]:
+    """The recipe's rows: documents concatenated and cut every seq_len tokens, one row per micro-batch,
+    positions 0..T-1 and no document boundaries. target_ids holds what fcloop would supervise, for counting."""
+    ids = [token for doc in docs for token in doc.input_ids]
+    targets = [target for doc in docs for target in shifted_targets(doc.labels)]
+    if len(ids) < count * seq_len:
+        raise RuntimeError(f"{len(ids)} tokens, {count * seq_len} needed")
+    batches = []
+    for index in range(count):
+        window = slice(index * seq_len, (index + 1) * seq_len)
+        batches.append(
+            Batch(
+                input_ids=torch.tensor([ids[window]]),
+                position_ids=torch.arange(seq_len)[None],
+                target_ids=torch.tensor([targets[window]]),
+                document_ids=torch.zeros(1, seq_len, dtype=torch.long),
+            )
+        )
+    return batches
+
+
+# --- the steps timed -----------------------------------------------------------------------------------------
+
+
+def mask_dtype(precision: str) -> torch.dtype:
+    return torch.bfloat16 if precision == "bf16" else torch.float32
+
+
+def full_logits_loss(model: nn.Module, batch: Batch, precision: str, device: torch.device) -> tuple[torch.Tensor, int]:
+    """The alternative to fcloop's chunked loss: the model's own logits at every position (softcapped inside
+    the model), cross-entropy at the supervised ones. Same masks and sum as forward_loss."""
+    config = base_config(model)
+    masks = attention_masks_for(batch, config, config._attn_implementation, mask_dtype(precision))
+    with autocast(device, precision):
+        logits = model(input_ids=batch.input_ids, position_ids=batch.position_ids, attention_mask=masks).logits
+    targets = batch.target_ids.flatten()
+    loss = F.cross_entropy(logits.float().flatten(0, 1), targets, ignore_index=IGNORE_INDEX, reduction="sum")
+    return loss, batch.supervised_tokens
+
+
+def recipe_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    parameters: list[nn.Parameter],
+    batch: Batch,
+    train: TrainConfig,
+    device: torch.device,
+) -> None:
+    """The recipe's step (TRL SFTTrainer, batch 1): HF forward with labels = inputs, mean loss over every
+    token from full logits, default causal mask over the whole concatenated row."""
+    input_ids = batch.input_ids.to(device)
+    with autocast(device, train.precision):
+        loss = model(input_ids=input_ids, labels=input_ids).loss
+    loss.backward()
+    float(loss.detach())  # the trainer reads the loss for logging: the same device sync
+    max_norm = train.max_grad_norm if train.max_grad_norm > 0 else float("inf")
+    torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+# --- one configuration --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    seq_len: int
+    micro_batch_size: int
+    checkpointing: bool
+    attention: str
+    loss: str
+    compile: bool
+    baseline: bool = False
+
+    @property
+    def name(self) -> str:
+        if self.baseline:
+            return f"baseline (recipe): HF forward+labels, eager, checkpointing, mb 1, concatenated T={self.seq_len}"
+        flags = [self.attention, self.loss, "ckpt" if self.checkpointing else "no-ckpt"]
+        if self.compile:
+            flags.append("compiled layers")
+        return f"T={self.seq_len} mb={self.micro_batch_size} " + " ".join(flags)
+
+    @property
+    def choices(self) -> tuple:
+        return (self.checkpointing, self.attention, self.loss, self.compile, self.baseline)
+
+    def at_most(self, other: Setting) -> bool:
+        """Same choices as `other`, seq len and micro-batch no larger: if `self` ran out of memory, so will
+        `other`."""
+        smaller = self.seq_len <= other.seq_len and self.micro_batch_size <= other.micro_batch_size
+        return self.choices == other.choices and smaller
+
+
+@dataclass
+class Measurement:
+    step_times: list[float]
+    tokens: int
+    supervised_tokens: int
+    flops: float
+    t_eff: float
+    packing_fill: float
+    peak_allocated_gib: float
+    peak_reserved_gib: float
+    step_function: str
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def reset_memory(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_gib(device: torch.device) -> tuple[float, float]:
+    """(allocated, reserved) peaks on CUDA; on CPU both are the process's peak RSS (never reset)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30, torch.cuda.max_memory_reserved(device) / 2**30
+    import resource
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
+    return rss, rss
+
+
+def memory_source(device: torch.device) -> str:
+    if device.type == "cuda":
+        return "torch.cuda.max_memory_allocated / max_memory_reserved, reset per configuration"
+    return "CPU: process peak RSS (both columns), not reset between configurations"
+
+
+def timed_steps(step: Callable[[int], None], warmup: int, steps: int, device: torch.device) -> list[float]:
+    """Seconds per step for `steps` steps after `warmup` untimed ones (compilation happens in warm-up)."""
+    for index in range(warmup):
+        step(index)
+    times = []
+    for index in range(warmup, warmup + steps):
+        synchronize(device)
+        started = time.perf_counter()
+        step(index)
+        synchronize(device)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def trainable_model(config: Config, setting: Setting, device: torch.device):
+    """(model, optimizer, trainable parameters), set up in fcloop.loop.train's order."""
+    dtype = torch.bfloat16 if config.train.precision == "bf16" else torch.float32
+    model, new_token_ids = base_model(config, setting.attention, dtype, device)
+    if setting.checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model = apply_lora(model, config.lora, new_token_ids)
+    trainable = select_trainable(model)
+    optimizer = adamw(trainable, config.train, device)
+    if setting.compile:
+        compile_decoder_layers(model)
+    model.train()
+    return model, optimizer, [parameter for _, parameter in trainable]
+
+
+def measure(config: Config, setting: Setting, args: argparse.Namespace, device: torch.device) -> Measurement:
+    torch.manual_seed(config.run.seed)
+    if setting.compile:
+        torch._dynamo.reset()  # a fresh model: do not count against the previous one's recompile limit
+    model, optimizer, parameters = trainable_model(config, setting, device)
+    counts = matmul_counts(model)
+    vocab_size = model.get_input_embeddings().weight.shape[0] - NEW_TOKENS
+    pad_id = base_config(model).pad_token_id
+    count = args.warmup + args.steps
+    docs = documents_for(count * setting.micro_batch_size, setting.seq_len, vocab_size, config.run.seed)
+    if setting.baseline:
+        batches = concatenated_batches(docs, setting.seq_len, count)
+
+        def step(index: int) -> None:
+            recipe_step(model, optimizer, parameters, batches[index], config.train, device)
+
+        step_function = "benchmarks.throughput.recipe_step"
+    else:
+        batches = packed_batches(docs, setting.seq_len, setting.micro_batch_size, count, pad_id)
+        loss_fn = forward_loss if setting.loss == "chunked" else full_logits_loss
+
+        def step(index: int) -> None:
+            loop.train_step(
+                model, optimizer, parameters, [batches[index]], config.train.precision, config.train.max_grad_norm,
+                device, loss_fn,
+            )  # fmt: skip
+
+        step_function = "fcloop.loop.train_step"
+    reset_memory(device)
+    times = timed_steps(step, args.warmup, args.steps, device)
+    allocated, reserved = peak_memory_gib(device)
+    return summarize(batches[args.warmup :], counts, setting, times, allocated, reserved, step_function)
+
+
+def summarize(
+    batches: list[Batch],
+    counts: MatmulCounts,
+    setting: Setting,
+    times: list[float],
+    allocated: float,
+    reserved: float,
+    step_function: str,
+) -> Measurement:
+    """Token counts and needed FLOPs of the timed batches."""
+    tokens = sum(batch.tokens for batch in batches)
+    supervised = sum(batch.supervised_tokens for batch in batches)
+    if setting.baseline:
+        # The recipe attends over the whole row and needs logits at every position.
+        lengths = [setting.seq_len] * len(batches)
+        lm_head_tokens = tokens
+    else:
+        lengths = [n for batch in batches for n in document_lengths(batch)]
+        lm_head_tokens = supervised
+    squares = sum(n * n for n in lengths)
+    rows = sum(batch.input_ids.shape[0] for batch in batches)
+    return Measurement(
+        step_times=times,
+        tokens=tokens,
+        supervised_tokens=supervised,
+        flops=step_flops(counts, tokens, lm_head_tokens, squares),
+        t_eff=t_eff(lengths),
+        packing_fill=tokens / (rows * setting.seq_len),
+        peak_allocated_gib=allocated,
+        peak_reserved_gib=reserved,
+        step_function=step_function,
+    )
+
+
+def run_setting(config: Config, setting: Setting, args: argparse.Namespace, device: torch.device):
+    """(Measurement, None) or (None, why it was skipped). Out of memory is always a skip; other errors are
+    skips too (a long sweep should not die on one configuration) unless --fail-fast."""
+    reason = None
+    measurement = None
+    try:
+        measurement = measure(config, setting, args, device)
+    except torch.cuda.OutOfMemoryError as error:
+        reason = "out of memory: " + str(error).splitlines()[0][:200]
+    except Exception as error:
+        if args.fail_fast:
+            raise
+        reason = f"error: {type(error).__name__}: " + (str(error).splitlines() or [""])[0][:300]
+    reset_memory(device)  # after the except blocks: the traceback, and the model it holds, are gone
+    return measurement, reason
+
+
+def record(
+    setting: Setting,
+    measurement: Measurement | None,
+    skipped: str | None,
+    baseline_supervised_per_sec: float | None,
+    peak_tflops: float,
+    device: torch.device,
+) -> dict:
+    """One entry of `configurations` (numbers are null for a skipped configuration)."""
+    entry = {
+        "name": setting.name,
+        "seq_len": setting.seq_len,
+        "micro_batch_size": setting.micro_batch_size,
+        "tokens_per_sec": None,
+        "supervised_tokens_per_sec": None,
+        "mfu": None,
+        "peak_allocated_gib": None,
+        "peak_reserved_gib": None,
+        "speedup_vs_baseline": None,
+        "step_time_s": None,
+        "baseline": setting.baseline,
+        "attention": setting.attention,
+        "loss": "hf_labels_all_tokens" if setting.baseline else setting.loss,
+        "checkpointing": setting.checkpointing,
+        "compile": setting.compile,
+        "peak_tflops": peak_tflops,
+        "memory_source": memory_source(device),
+        "skipped": skipped,
+    }
+    if measurement is None:
+        return entry
+    seconds = sum(measurement.step_times)
+    supervised_per_sec = measurement.supervised_tokens / seconds
+    entry.update(
+        tokens_per_sec=measurement.tokens / seconds,
+        supervised_tokens_per_sec=supervised_per_sec,
+        mfu=measurement.flops / seconds / (peak_tflops * 1e12),
+        peak_allocated_gib=measurement.peak_allocated_gib,
+        peak_reserved_gib=measurement.peak_reserved_gib,
+        speedup_vs_baseline=supervised_per_sec / baseline_supervised_per_sec if baseline_supervised_per_sec else None,
+        step_time_s=seconds / len(measurement.step_times),
+        step_time_min_s=min(measurement.step_times),
+        timed_steps=len(measurement.step_times),
+        model_flops_per_token=measurement.flops / measurement.tokens,
+        t_eff=measurement.t_eff,
+        packing_fill=measurement.packing_fill,
+        supervised_fraction=measurement.supervised_tokens / measurement.tokens,
+        step_function=measurement.step_function,
+    )
+    return entry
+
+
+# --- the sweep ---------------------------------------------------------------------------------------------------
+
+
+def pruned(setting: Setting) -> bool:
+    """Combinations the default sweep leaves out (--no-prune keeps them):
+    - compiled eager attention: eager is the CPU/reference path, its dense T x T masks dominate, and the
+      compiled fast path is flex;
+    - the full-logits loss with compiled layers or eager attention: it is measured against the chunked loss
+      at otherwise equal settings (flex, not compiled), which is what it is there to show."""
+    if setting.attention == "eager" and setting.compile:
+        return True
+    return setting.loss == "full_logits" and (setting.compile or setting.attention != "flex_attention")
+
+
+def settings(args: argparse.Namespace) -> list[Setting]:
+    combos = [
+        Setting(seq_len, micro_batch, checkpointing, attention, loss, compiled)
+        for seq_len in args.seq_lens
+        for micro_batch in args.micro_batches
+        for checkpointing in args.checkpointing
+        for attention in args.attention
+        for loss in args.loss
+        for compiled in args.compile
+    ]
+    return [setting for setting in combos if args.no_prune or not pruned(setting)]
+
+
+def baseline_setting(seq_len: int) -> Setting:
+    return Setting(seq_len, 1, checkpointing=True, attention="eager", loss="hf_labels", compile=False, baseline=True)
+
+
+def skip_reason(setting: Setting, device: torch.device) -> str | None:
+    if device.type == "cpu" and setting.attention == "flex_attention":
+        return "flex attention has no backward on CPU"
+    return None
+
+
+def run_sweep(config: Config, args: argparse.Namespace, device: torch.device) -> list[dict]:
+    baseline = baseline_setting(args.baseline_seq_len)
+    print(f"[benchmark] {baseline.name}", flush=True)
+    measurement, skipped = run_setting(config, baseline, args, device)
+    baseline_rate = measurement.supervised_tokens / sum(measurement.step_times) if measurement else None
+    entries = [record(baseline, measurement, skipped, baseline_rate, args.peak_tflops, device)]
+    out_of_memory: list[Setting] = []
+    for setting in settings(args):
+        print(f"[benchmark] {setting.name}", flush=True)
+        smaller = next((other for other in out_of_memory if other.at_most(setting)), None)
+        skipped = skip_reason(setting, device)
+        if smaller is not None:
+            skipped = f"not run: {smaller.name} ran out of memory"
+        measurement = None
+        if skipped is None:
+            measurement, skipped = run_setting(config, setting, args, device)
+        if skipped and skipped.startswith("out of memory"):
+            out_of_memory.append(setting)
+        entries.append(record(setting, measurement, skipped, baseline_rate, args.peak_tflops, device))
+        print(f"[benchmark]   {summary_line(entries[-1])}", flush=True)
+    return entries
+
+
+def summary_line(entry: dict) -> str:
+    if entry["skipped"]:
+        return f"skipped: {entry['skipped']}"
+    return (
+        f"{entry['tokens_per_sec']:.0f} tok/s, {entry['supervised_tokens_per_sec']:.0f} supervised tok/s, "
+        f"MFU {entry['mfu']:.1%}, {entry['peak_allocated_gib']:.1f} GiB"
+    )
+
+
+# --- output ----------------------------------------------------------------------------------------------------
+
+
+def device_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def number(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def markdown(report: dict) -> str:
+    first = report["configurations"][0]
+    lines = [
+        f"# Training throughput on {report['device']}",
+        "",
+        f"torch {report['torch']}, transformers {report['transformers']}; command: `{report['command']}`",
+        "",
+        f"MFU = FLOPs the step needs / step time / {first['peak_tflops']:g} TFLOP/s (assumed peak). "
+        "Needed FLOPs per token: 4*N_mm + 6*N_lora + 6*L*(H*d_head)*T_eff, with lm_head only at supervised "
+        "positions for fcloop (every position for the baseline, which needs them), T_eff = sum(n_i^2)/sum(n_i).",
+        f"Memory: {first['memory_source']}.",
+        "",
+        "| configuration | seq | mb | tokens/s | supervised tokens/s | MFU | peak alloc GiB | peak reserved GiB "
+        "| step s | vs baseline |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for entry in report["configurations"]:
+        if entry["skipped"]:
+            head = f"| {entry['name']} | {entry['seq_len']} | {entry['micro_batch_size']} "
+            lines.append(head + f"| skipped: {entry['skipped']} | | | | | | |")
+            continue
+        mfu = None if entry["mfu"] is None else 100 * entry["mfu"]
+        lines.append(
+            f"| {entry['name']} | {entry['seq_len']} | {entry['micro_batch_size']} "
+            f"| {number(entry['tokens_per_sec'], ',.0f')} | {number(entry['supervised_tokens_per_sec'], ',.0f')} "
+            f"| {number(mfu, '.2f')}% | {number(entry['peak_allocated_gib'], '.2f')} "
+            f"| {number(entry['peak_reserved_gib'], '.2f')} | {number(entry['step_time_s'], '.3f')} "
+            f"| {number(entry['speedup_vs_baseline'], '.2f')}x |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+# --- command line ------------------------------------------------------------------------------------------------
+
+
+def comma_list(kind: Callable[[str], object], choices: Sequence[str] | None = None):
+    def parse(text: str) -> list:
+        items = [item.strip() for item in text.split(",") if item.strip()]
+        if choices is not None and any(item not in choices for item in items):
+            raise argparse.ArgumentTypeError(f"choose from {', '.join(choices)}")
+        return [kind(item) for item in items]
+
+    return parse
+
+
+def on_off(text: str) -> bool:
+    return text == "on"
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.throughput", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=DEFAULT_CONFIG, help="fcloop TOML (model, LoRA, precision, seed)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--steps", type=int, default=10, help="timed optimizer steps per configuration")
+    parser.add_argument("--warmup", type=int, help="untimed steps first (compilation happens here); 3, or 1 on CPU")
+    parser.add_argument("--json", default="runs/benchmark/throughput.json", help="where to write the JSON")
+    parser.add_argument("--markdown", help="where to write the markdown table (default: beside the JSON)")
+    parser.add_argument("--seq-lens", type=comma_list(int), help="e.g. 2048,4096,8192")
+    parser.add_argument("--micro-batches", type=comma_list(int), help="e.g. 1,2,4")
+    parser.add_argument("--attention", type=comma_list(str, ATTENTIONS), help="eager,flex_attention")
+    parser.add_argument("--loss", type=comma_list(str, LOSSES), help="chunked,full_logits")
+    parser.add_argument("--checkpointing", type=comma_list(on_off, ("on", "off")), help="on,off")
+    parser.add_argument("--compile", type=comma_list(on_off, ("on", "off")), help="off,on (per decoder layer)")
+    parser.add_argument("--quick", action="store_true", help="a small sweep at the config's seq len and batch")
+    parser.add_argument("--no-prune", action="store_true", help="run every combination (see `pruned`)")
+    parser.add_argument("--baseline-seq-len", type=int, help=f"baseline row length; {RECIPE_SEQ_LEN} (the recipe's)")
+    parser.add_argument("--peak-tflops", type=float, default=DEFAULT_PEAK_TFLOPS, help="the peak MFU divides by")
+    parser.add_argument("--fail-fast", action="store_true", help="stop on an error other than out of memory")
+    return parser.parse_args(list(argv))
+
+
+def fill_defaults(args: argparse.Namespace, config: Config, device: torch.device) -> None:
+    """The sweep's dimensions not given on the command line: the full sweep on CUDA; with --quick the
+    config's seq len, micro-batch and checkpointing; on CPU a smoke test of the same at rows of at most
+    CPU_MAX_SEQ_LEN tokens, the baseline at that length too."""
+    cpu = device.type == "cpu"
+    small = args.quick or cpu
+    seq_len = min(config.data.max_seq_len, CPU_MAX_SEQ_LEN) if cpu else config.data.max_seq_len
+    defaults = {
+        "warmup": 1 if cpu else 3,
+        "baseline_seq_len": seq_len if cpu else RECIPE_SEQ_LEN,
+        "seq_lens": [seq_len] if small else [2048, 4096, 8192],
+        "micro_batches": [config.train.micro_batch_size] if small else [1, 2, 4],
+        "checkpointing": [config.train.activation_checkpointing] if small else [True, False],
+        "attention": ["eager"] if cpu else list(ATTENTIONS),
+        "loss": ["chunked"] if small else list(LOSSES),
+        "compile": [False] if cpu else [False, True],
+    }
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    config = load_config(args.config)
+    fill_defaults(args, config, device)
+    report = {
+        "device": device_description(device),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "command": "python -m benchmarks.throughput " + shlex.join(argv),
+        "configurations": run_sweep(config, args, device),
+    }
+    json_path = Path(args.json)
+    markdown_path = Path(args.markdown) if args.markdown else json_path.with_suffix(".md")
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    markdown_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    table = markdown(report)
+    markdown_path.write_text(table, encoding="utf-8")
+    print(table)
+    print(f"[benchmark] wrote {json_path} and {markdown_path}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
