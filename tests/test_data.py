@@ -231,6 +231,7 @@ def test_data_stats_lines():
         "rows_read": 10,
         "kept": 6,
         "skipped": {"unknown role": 2, "invalid JSON": 1},
+        "not_used": 0,
         "dropped_too_long": 1,
         "truncated": 2,
         "tokens": 400,

@@ -127,7 +127,8 @@ def logged_steps(out_dir: Path) -> int:
 
 def test_sigterm_finishes_the_step_writes_a_checkpoint_and_exits_cleanly(tmp_path, tiny_data):
     out = tmp_path / "run"
-    process = start_training(overrides(out, tiny_data, "--train.max_steps=500", "--eval.every_steps=0"))
+    steps_only = ("--train.max_steps=500", "--eval.every_steps=0", "--checkpoint.every_steps=0")
+    process = start_training(overrides(out, tiny_data, *steps_only))
     wait_for(lambda: logged_steps(out) >= 2, process)
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=120)

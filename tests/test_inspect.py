@@ -12,7 +12,7 @@ import pytest
 from conftest import write_jsonl
 from transformers import AutoTokenizer
 
-from fcloop.config import RECIPE_THINK_INSTRUCTION
+from fcloop.config import RECIPE_THINK_INSTRUCTION, load_config
 from fcloop.conversation import BadRow, RowProblem
 from fcloop.gemma_format import END_OF_TURN, assistant_text, render
 from fcloop.inspect import main
@@ -34,10 +34,12 @@ TRAIN.insert(4, hermes(("human", "Story?"), ("gpt", "Once upon a time " * 40))) 
 EVAL = [hermes(("human", "Eval?"), ("gpt", "Yes."))]
 
 
-def encodings(tokenizer, source, max_seq_len: int) -> list:
-    """What training would use, derived row by row: kept rows in order, bad and too long ones left out."""
+def encodings(tokenizer, source, max_seq_len: int, limit: int = 0) -> list:
+    """What training would use, derived row by row: kept rows in order, bad and too long ones left out (of the
+    first `limit` rows, when a limit is given)."""
     kept = []
-    for index, row in iter_rows(str(source)):
+    rows = list(iter_rows(str(source)))
+    for index, row in rows[:limit] if limit else rows:
         try:
             conversation = read_row(row, "hermes", str(source), index)
             rendered = render(conversation, RECIPE_THINK_INSTRUCTION)
@@ -47,7 +49,7 @@ def encodings(tokenizer, source, max_seq_len: int) -> list:
     return kept
 
 
-def stats_block(name, rows_read, kept, dropped, skipped, examples, max_seq_len) -> str:
+def stats_block(name, rows_read, kept, dropped, skipped, examples, max_seq_len, not_used: int = 0) -> str:
     tokens = sum(len(e) for e in examples)
     supervised = sum(e.supervised_tokens for e in examples)
     rows = len(best_fit_decreasing([len(e) for e in examples], max_seq_len))
@@ -59,6 +61,7 @@ def stats_block(name, rows_read, kept, dropped, skipped, examples, max_seq_len) 
         "  kept truncated (at a turn boundary): 0",
         f"  skipped bad rows: {sum(skipped.values())}",
         *(f"    {reason}: {count}" for reason, count in sorted(skipped.items())),
+        *([f"  left out by data.max_eval_conversations: {not_used}"] if not_used else []),
         f"  tokens: {tokens}",
         f"  supervised tokens: {supervised} ({supervised / tokens:.1%})",
         f"  rows of {max_seq_len} tokens (packed): {rows}, packing efficiency {tokens / (rows * max_seq_len):.1%}",
@@ -151,9 +154,12 @@ def test_demo_config_shows_correct_masks(gemma_tok):
         assert re.findall(r"\[\[(.*?)\]\]", text, flags=re.S) == turns
         assert text.replace("[[", "").replace("]]", "") == render(conversation, RECIPE_THINK_INSTRUCTION).text + "\n"
     blocks = []
-    for name in ("train", "eval"):
+    eval_limit = load_config(ROOT / "configs" / "demo.toml").data.max_eval_conversations
+    for name, limit in (("train", 0), ("eval", eval_limit)):
         rows_read = len(list(iter_rows(f"demo:{name}")))
-        examples = encodings(gemma_tok, f"demo:{name}", 1024)
-        dropped = rows_read - len(examples)  # the demo rows are all well formed
-        blocks.append(stats_block(name, rows_read, len(examples), dropped, {}, examples, 1024))
+        used = min(limit, rows_read) if limit else rows_read
+        examples = encodings(gemma_tok, f"demo:{name}", 1024, limit)
+        dropped = used - len(examples)  # the demo rows are all well formed
+        block = stats_block(name, rows_read, len(examples), dropped, {}, examples, 1024, rows_read - used)
+        blocks.append(block)
     assert result.stdout.startswith("".join(blocks) + "\n== demo:train row 0: ")
