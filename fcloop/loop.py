@@ -13,7 +13,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -162,8 +162,14 @@ class DataPlan:
     seed: int
     rows_per_step: int
 
+    _cached: tuple[int, list[list[int]]] | None = field(default=None, init=False, repr=False)
+
     def rows(self, epoch: int) -> list[list[int]]:
-        return plan_rows([len(e) for e in self.examples], self.capacity, self.packing, self.seed, epoch)
+        # Planned once per epoch, not once per step: packing the whole data set is O(n log n).
+        if self._cached is None or self._cached[0] != epoch:
+            lengths = [len(e) for e in self.examples]
+            self._cached = (epoch, plan_rows(lengths, self.capacity, self.packing, self.seed, epoch))
+        return self._cached[1]
 
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.rows(0)) / self.rows_per_step)
