@@ -130,6 +130,19 @@ class Datasets:
     """Kept for generation-based evaluation (the tool-call scorer)."""
 
 
+def _finish_eval(
+    conversations: list[Conversation], tokenizer, config: DataConfig, stats: DataStats
+) -> tuple[list[Encoded], list[Conversation]]:
+    """Apply data.max_eval_conversations, encode, and keep the conversations whose encoding was kept (the
+    generation-based evaluation needs them)."""
+    if config.max_eval_conversations and len(conversations) > config.max_eval_conversations:
+        stats.not_used = len(conversations) - config.max_eval_conversations
+        conversations = conversations[: config.max_eval_conversations]
+    examples = encode_conversations(conversations, tokenizer, config, stats)
+    kept_ids = {(e.source, e.index) for e in examples}
+    return examples, [c for c in conversations if (c.source, c.index) in kept_ids]
+
+
 def load_datasets(config: DataConfig, tokenizer, seed: int) -> Datasets:
     if not config.train:
         raise ValueError("data.train is empty: name at least one training source")
@@ -143,13 +156,21 @@ def load_datasets(config: DataConfig, tokenizer, seed: int) -> Datasets:
         train_stats.rows_read -= len(eval_conversations)
     else:
         eval_conversations = []
-    if config.max_eval_conversations and len(eval_conversations) > config.max_eval_conversations:
-        eval_stats.not_used = len(eval_conversations) - config.max_eval_conversations
-        eval_conversations = eval_conversations[: config.max_eval_conversations]
     train = encode_conversations(train_conversations, tokenizer, config, train_stats)
-    eval_examples = encode_conversations(eval_conversations, tokenizer, config, eval_stats)
+    eval_examples, kept_eval_conversations = _finish_eval(eval_conversations, tokenizer, config, eval_stats)
     if not train:
         raise ValueError("no training example is left after reading the data:\n  " + "\n  ".join(train_stats.lines()))
-    kept_ids = {(e.source, e.index) for e in eval_examples}
-    kept_eval_conversations = [c for c in eval_conversations if (c.source, c.index) in kept_ids]
     return Datasets(train, eval_examples, train_stats, eval_stats, kept_eval_conversations)
+
+
+def load_eval_data(config: DataConfig, tokenizer, seed: int) -> tuple[list[Conversation], DataStats]:
+    """The kept eval conversations and their stats, exactly as training evaluates on them. With eval sources
+    of its own, the training sources are not read; a held-out fraction needs them."""
+    if not config.eval:
+        if config.eval_fraction <= 0:
+            raise ValueError("no eval data: set data.eval or data.eval_fraction")
+        data = load_datasets(config, tokenizer, seed)
+        return data.eval_conversations, data.eval_stats
+    stats = DataStats()
+    conversations = read_conversations(config.eval, config, stats)
+    return _finish_eval(conversations, tokenizer, config, stats)[1], stats

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from fcloop.config import Config, ConfigError, DataConfig, load_config, split_overrides
+from fcloop.config import Config, ConfigError, load_config, split_overrides
 
 PREDICTIONS_FILE = "predictions.jsonl"
 METRICS_FILE = "metrics.json"
@@ -80,21 +80,6 @@ def load_inference_model(config: Config, adapter: Path | None, dtype: torch.dtyp
     return model, tokenizer
 
 
-def eval_data_config(data: DataConfig, sources: list[str] | None) -> DataConfig:
-    """The data section that `load_datasets` reads the eval conversations with.
-
-    With explicit eval sources, they stand in for the training sources too: `load_datasets` needs some, and
-    reading the (possibly large) training set only to discard it would be waste. Without any, the eval set is
-    the held-out fraction of the training set, which needs the training sources as configured.
-    """
-    eval_sources = tuple(sources) if sources else data.eval
-    if eval_sources:
-        return dataclasses.replace(data, train=eval_sources, eval=eval_sources)
-    if data.train and data.eval_fraction > 0:
-        return data
-    raise ValueError("no eval data: set data.eval or data.eval_fraction, or pass --data")
-
-
 def write_predictions(path: Path, records: list[dict[str, Any]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as file:
@@ -124,15 +109,16 @@ def score_only(predictions: Path, out: Path) -> dict[str, Any]:
 
 def evaluate(config: Config, adapter: Path | None, sources: list[str] | None, out: Path) -> dict[str, Any]:
     """Generate and score every case of the eval data; write predictions and metrics under `out`."""
-    from fcloop.data import load_datasets
+    from fcloop.data import load_eval_data
     from fcloop.generation import build_cases, evaluate_tool_calls
 
     device = inference_device()
     dtype = inference_dtype(config.train.precision, device)
     model, tokenizer = load_inference_model(config, adapter, dtype, device)
-    data = load_datasets(eval_data_config(config.data, sources), tokenizer, config.run.seed)
-    print("eval data:\n  " + "\n  ".join(data.eval_stats.lines()))
-    cases = build_cases(data.eval_conversations, config.eval.max_cases)
+    data_config = dataclasses.replace(config.data, eval=tuple(sources)) if sources else config.data
+    conversations, stats = load_eval_data(data_config, tokenizer, config.run.seed)
+    print("eval data:\n  " + "\n  ".join(stats.lines()))
+    cases = build_cases(conversations, config.eval.max_cases)
     print(f"generating {len(cases)} cases on {device} ({dtype})...", flush=True)
     metrics, records = evaluate_tool_calls(
         model, tokenizer, cases, config.data.think_instruction, config.eval.max_new_tokens, config.eval.batch_size,

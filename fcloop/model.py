@@ -116,7 +116,10 @@ def add_token_rows(model: nn.Module, vocab_size: int, new_token_ids: list[int]) 
         model.resize_token_embeddings(vocab_size, mean_resizing=False)
     weight = model.get_input_embeddings().weight
     with torch.no_grad():
-        mean_row = weight[: min(old_size, min(new_token_ids or [old_size]))].float().mean(dim=0)
+        # The mean of the rows that existed before any new token (new tokens may reuse spare rows of a padded
+        # embedding, so they need not all lie past old_size).
+        first_new = min(new_token_ids, default=old_size)
+        mean_row = weight[: min(old_size, first_new)].float().mean(dim=0)
         weight[new_token_ids] = mean_row.to(weight.dtype)
 
 
