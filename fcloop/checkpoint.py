@@ -11,11 +11,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from fcloop.model import save_adapter
 
 STEP_FOLDER = re.compile(r"^step_(\d{6,})$")
 TRAIN_STATE_FILE = "train_state.pt"
@@ -81,21 +84,23 @@ def _fsync_tree(folder: Path) -> None:
 def save_checkpoint(
     out_dir: str | Path,
     model,
-    optimizer: torch.optim.Optimizer,
+    optimizer_state: dict[str, Any],
     state: RunState,
     keep_last: int,
     rng_per_rank: list[dict[str, Any]],
+    adapter_state: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write step_NNNNNN/ atomically, then delete all but the newest `keep_last` checkpoints.
-    `rng_per_rank` holds every rank's generator states, so each rank resumes its own dropout stream."""
+    `rng_per_rank` holds every rank's generator states, so each rank resumes its own dropout stream;
+    `adapter_state` gives the trained weights whole when the model holds them sharded (None: the model's own)."""
     final = step_folder(out_dir, state.step)
     partial = final.with_name(final.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     try:
         partial.mkdir(parents=True)
-        model.save_pretrained(partial)
+        save_adapter(model, partial, adapter_state)
         torch.save(
-            {"run_state": asdict(state), "optimizer": optimizer.state_dict(), "rng": rng_per_rank},
+            {"run_state": asdict(state), "optimizer": optimizer_state, "rng": rng_per_rank},
             partial / TRAIN_STATE_FILE,
         )
         _fsync_tree(partial)
@@ -124,11 +129,8 @@ def find_resume_checkpoint(out_dir: str | Path, resume: str) -> Path | None:
     return path
 
 
-def load_checkpoint(
-    folder: Path, model, optimizer: torch.optim.Optimizer, rank: int = 0, world_size: int = 1
-) -> RunState:
-    """Restore adapter weights, optimizer state and this rank's RNG states; return the run state to continue
-    from. Resuming needs the world size the checkpoint was written with."""
+def load_adapter(folder: Path, model) -> None:
+    """Restore the adapter weights (before any sharding: the model still holds whole tensors)."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
@@ -140,11 +142,26 @@ def load_checkpoint(
     missing = [key for key in result.missing_keys if key in trained]
     if missing:
         raise RuntimeError(f"{folder}: the adapter lacks trained weights the model has: {missing[:5]}")
+
+
+def load_train_state(
+    folder: Path,
+    optimizer: torch.optim.Optimizer,
+    rank: int = 0,
+    world_size: int = 1,
+    to_optimizer_layout: Callable[[dict[str, Any], torch.optim.Optimizer], dict[str, Any]] | None = None,
+) -> RunState:
+    """Restore the optimizer state and this rank's RNG states; return the run state to continue from.
+    Resuming needs the world size the checkpoint was written with. `to_optimizer_layout` splits the saved
+    whole tensors for sharded parameters."""
     saved = torch.load(folder / TRAIN_STATE_FILE, weights_only=True, map_location="cpu")
     if len(saved["rng"]) != world_size:
         raise RuntimeError(
             f"{folder} was written by {len(saved['rng'])} process(es); resume it with the same number, not {world_size}"
         )
-    optimizer.load_state_dict(saved["optimizer"])
+    optimizer_state = saved["optimizer"]
+    if to_optimizer_layout is not None:
+        optimizer_state = to_optimizer_layout(optimizer_state, optimizer)
+    optimizer.load_state_dict(optimizer_state)
     restore_rng_states(saved["rng"][rank])
     return RunState(**saved["run_state"])

@@ -5,11 +5,12 @@ knows the whole step's supervised token count from the plan, so the loss normali
 communication. Gradients of the trainable parameters (LoRA and new-token rows: a few MB) are summed across
 ranks with one all-reduce per step. The DistributedDataParallel wrapper is not used because the memory-lean
 loss calls the decoder and lm_head directly, past the wrapper's forward hooks. Rank 0 alone logs and writes
-checkpoints.
+checkpoints. The sharded mode (FSDP2) is in fcloop.sharding.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -22,6 +23,8 @@ class World:
     rank: int = 0
     size: int = 1
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    sharded: bool = False
+    """FSDP2 mode: FSDP reduces the gradients, and every rank must run the same passes."""
 
     @property
     def is_main(self) -> bool:
@@ -32,8 +35,9 @@ class World:
         return self.size > 1
 
 
-def init_world() -> World:
-    """One process per device as torchrun starts them (RANK, WORLD_SIZE, LOCAL_RANK); a plain run is rank 0 of 1."""
+def init_world(data_parallel: str = "ddp") -> World:
+    """One process per device as torchrun starts them (RANK, WORLD_SIZE, LOCAL_RANK); a plain run is rank 0 of 1
+    (where there is nothing to shard)."""
     size = int(os.environ.get("WORLD_SIZE", "1"))
     cuda = torch.cuda.is_available()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -44,7 +48,7 @@ def init_world() -> World:
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if cuda else "gloo")
-    return World(rank=dist.get_rank(), size=size, device=device)
+    return World(rank=dist.get_rank(), size=size, device=device, sharded=data_parallel == "fsdp")
 
 
 def shard(items: list, world: World) -> list:
@@ -52,10 +56,19 @@ def shard(items: list, world: World) -> list:
     return items[world.rank :: world.size]
 
 
+def padding_passes(mine: int, total: int, per_pass: int, world: World) -> int:
+    """How many extra passes this rank runs, having `mine` of `total` items, so that it runs as many passes of
+    `per_pass` items as the busiest rank (FSDP's collectives hang if one rank runs fewer)."""
+    if not world.sharded:
+        return 0
+    busiest = math.ceil(math.ceil(total / world.size) / per_pass)
+    return busiest - math.ceil(mine / per_pass)
+
+
 def sum_gradients(parameters: list[torch.nn.Parameter], world: World) -> None:
     """Sum the gradients across ranks in one flat all-reduce (each rank's loss is already divided by the
-    global supervised count, so the sum is the full step's gradient)."""
-    if not world.is_distributed:
+    global supervised count, so the sum is the full step's gradient). FSDP has already reduce-scattered them."""
+    if not world.is_distributed or world.sharded:
         return
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in parameters]
     flat = torch.cat([g.reshape(-1) for g in grads])

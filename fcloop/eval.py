@@ -59,7 +59,7 @@ def load_inference_model(config: Config, adapter: Path | None, dtype: torch.dtyp
     tokenizer = load_tokenizer(config.model)
     # The new-token ids are needed even when the adapter brings its tokenizer: training initialized those rows
     # (the mean of the old rows), and an adapter that does not train them relies on that initialization.
-    new_token_ids = prepare_tokenizer(tokenizer, config.data.think_instruction)
+    new_token_ids = prepare_tokenizer(tokenizer, config.data.think_instruction, config.data.tags_as_tokens)
     if adapter is not None and has_tokenizer(adapter):
         from transformers import AutoTokenizer
 

@@ -182,12 +182,19 @@ def _generation_config(tokenizer, max_new_tokens: int, stop_ids: list[int]) -> G
 
 @torch.no_grad()
 def generate(
-    model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int, device: torch.device | str
+    model,
+    tokenizer,
+    prompts: list[str],
+    max_new_tokens: int,
+    batch_size: int,
+    device: torch.device | str,
+    synced_ranks: bool = False,
 ) -> list[str]:
     """Greedy continuations of `prompts` (rendered texts that already start with `<bos>`), in order.
 
     Prompts are batched longest first, so that rows of a batch need little padding; greedy decoding makes
     the result independent of the batching. The model's training mode is restored afterwards.
+    `synced_ranks`: every rank generates, and none stops decoding before all are done (FSDP).
     """
     if tokenizer.pad_token_id is None:
         raise ValueError("the tokenizer has no pad token; batched generation needs one for left padding")
@@ -204,7 +211,10 @@ def generate(
                 chunk = order[start : start + batch_size]
                 input_ids, attention_mask = left_pad([encoded[i] for i in chunk], tokenizer.pad_token_id)
                 output = model.generate(
-                    input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), generation_config=config
+                    input_ids=input_ids.to(device),
+                    attention_mask=attention_mask.to(device),
+                    generation_config=config,
+                    synced_gpus=synced_ranks,
                 )
                 new_tokens = output[:, input_ids.shape[1] :].tolist()
                 for index, tokens in zip(chunk, new_tokens, strict=True):
@@ -230,11 +240,12 @@ def evaluate_tool_calls(
     max_new_tokens: int,
     batch_size: int,
     device: torch.device | str,
+    synced_ranks: bool = False,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Generate an answer for every case and score it: (metrics of `fcloop.scoring.aggregate`, prediction
     records {"id", "tools", "expected", "generated"} in case order)."""
     prompts = [render(case.prompt, think_instruction, add_generation_prompt=True).text for case in cases]
-    generated = generate(model, tokenizer, prompts, max_new_tokens, batch_size, device)
+    generated = generate(model, tokenizer, prompts, max_new_tokens, batch_size, device, synced_ranks)
     scores = [score_case(case.expected, text, case.tools) for case, text in zip(cases, generated, strict=True)]
     records = [prediction_record(case, text) for case, text in zip(cases, generated, strict=True)]
     return aggregate(scores), records

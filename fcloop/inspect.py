@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     from fcloop.tokenization import prepare_tokenizer
 
     tokenizer = load_tokenizer(config.model)
-    prepare_tokenizer(tokenizer, config.data.think_instruction)
+    prepare_tokenizer(tokenizer, config.data.think_instruction, config.data.tags_as_tokens)
     data = load_datasets(config.data, tokenizer, config.run.seed)
     for name, examples, stats in (
         ("train", data.train, data.train_stats),

@@ -12,14 +12,21 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from fcloop.checkpoint import RunState, find_resume_checkpoint, load_checkpoint, rng_states, save_checkpoint
+from fcloop.checkpoint import (
+    RunState,
+    find_resume_checkpoint,
+    load_adapter,
+    load_train_state,
+    rng_states,
+    save_checkpoint,
+)
 from fcloop.config import Config, TrainConfig, save_config
 from fcloop.data import load_datasets
 from fcloop.distributed import (
@@ -28,6 +35,7 @@ from fcloop.distributed import (
     barrier,
     gather_objects,
     init_world,
+    padding_passes,
     shard,
     shutdown,
     sum_gradients,
@@ -45,10 +53,20 @@ from fcloop.model import (
     load_tokenizer,
     model_parts,
     parameter_groups,
+    save_adapter,
     select_trainable,
     trainable_table,
 )
 from fcloop.packing import Batch, collate, packing_efficiency, plan_rows, supervised_targets
+from fcloop.sharding import (
+    full_optimizer_state,
+    full_tensor,
+    full_trainable_state,
+    fully_shard_model,
+    root_forward_loss,
+    root_gathered,
+    shard_optimizer_state,
+)
 from fcloop.tokenization import Encoded, prepare_tokenizer
 
 
@@ -85,6 +103,9 @@ def forward_loss(model, batch: Batch, precision: str, device: torch.device) -> t
         return supervised_cross_entropy(hidden, batch.target_ids, parts.lm_head, parts.final_logit_softcap)
 
 
+LossFn = Callable[[torch.nn.Module, Batch, str, torch.device], tuple[torch.Tensor, int]]
+
+
 @torch.no_grad()
 def evaluate_loss(
     model,
@@ -96,24 +117,26 @@ def evaluate_loss(
     device,
     pad_id: int,
     world: World | None = None,
+    loss_fn: LossFn | None = None,
 ) -> float:
     """Token-weighted mean NLL over every supervised token of the eval set (each rank takes a share)."""
     world = world or World()
+    loss_fn = loss_fn or forward_loss
     was_training = model.training
     model.eval()
-    rows = shard(plan_rows([len(e) for e in examples], capacity, packing, seed=0, epoch=0), world)
+    all_rows = plan_rows([len(e) for e in examples], capacity, packing, seed=0, epoch=0)
+    rows = shard(all_rows, world)
     total, count = 0.0, 0
     for start in range(0, len(rows), batch_size):
         batch = collate([[examples[i] for i in row] for row in rows[start : start + batch_size]], pad_id).to(device)
-        loss_sum, supervised = forward_loss(model, batch, precision, device)
+        loss_sum, supervised = loss_fn(model, batch, precision, device)
         total += float(loss_sum)
         count += supervised
+    for _ in range(padding_passes(len(rows), len(all_rows), batch_size, world)):
+        loss_fn(model, collate([[examples[i] for i in all_rows[0]]], pad_id).to(device), precision, device)
     model.train(was_training)
     total, count = sum_scalars([total, float(count)], world)
     return total / count
-
-
-LossFn = Callable[[torch.nn.Module, Batch, str, torch.device], tuple[torch.Tensor, int]]
 
 
 def train_step(
@@ -127,24 +150,32 @@ def train_step(
     loss_fn: LossFn | None = None,
     world: World | None = None,
     supervised_tokens: int | None = None,
+    padding_batches: Sequence[Batch] = (),
 ) -> tuple[float, float]:
     """One optimizer step: forward/backward every micro-batch, sum gradients across ranks, clip, and update
     only if the loss and gradient norm are finite. Returns (mean loss of the step, gradient norm).
 
-    `supervised_tokens` is the whole step's count over all ranks (default: these micro-batches' own)."""
+    `supervised_tokens` is the whole step's count over all ranks (default: these micro-batches' own).
+    `padding_batches` run forward and backward with their loss times zero: under FSDP a rank short of rows
+    must still join every collective of the busiest rank's passes."""
     world = world or World()
     loss_fn = loss_fn or forward_loss  # looked up at call time, so the step always runs the module's loss
     step_supervised = supervised_tokens or sum(batch.supervised_tokens for batch in micro_batches)
+    # FSDP averages gradients over ranks where the explicit all-reduce sums them: scale so both give the sum.
+    rank_scale = world.size if world.sharded else 1
     step_loss_sum = 0.0
     for batch in micro_batches:
         loss_sum, _ = loss_fn(model, batch.to(device), precision, device)
         # Divide by the whole step's supervised count, not per micro-batch: every token weighs the same.
-        (loss_sum / step_supervised).backward()
+        (loss_sum * rank_scale / step_supervised).backward()
         step_loss_sum += float(loss_sum.detach())
+    for batch in padding_batches:
+        loss_sum, _ = loss_fn(model, batch.to(device), precision, device)
+        (loss_sum * 0.0).backward()
     sum_gradients(parameters, world)
     (step_loss_sum,) = sum_scalars([step_loss_sum], world)
     max_norm = max_grad_norm if max_grad_norm > 0 else float("inf")
-    grad_norm = float(torch.nn.utils.clip_grad_norm_(parameters, max_norm))
+    grad_norm = float(full_tensor(torch.nn.utils.clip_grad_norm_(parameters, max_norm)))
     loss = step_loss_sum / step_supervised
     if math.isfinite(loss) and math.isfinite(grad_norm):
         optimizer.step()
@@ -227,7 +258,7 @@ class StopRequest:
 
 def train(config: Config, stop_after_steps: int | None = None) -> RunState:
     """Train per `config`; `stop_after_steps` ends the process early (as an interruption would) for tests."""
-    world = init_world()
+    world = init_world(config.train.data_parallel)
     device = world.device
     out_dir = Path(config.run.out_dir)
     if world.is_main:
@@ -239,7 +270,7 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
 
     # --- data ---
     tokenizer = load_tokenizer(config.model)
-    new_token_ids = prepare_tokenizer(tokenizer, config.data.think_instruction)
+    new_token_ids = prepare_tokenizer(tokenizer, config.data.think_instruction, config.data.tags_as_tokens)
     data = load_datasets(config.data, tokenizer, config.run.seed)
     say("train data:\n  " + "\n  ".join(data.train_stats.lines()))
     if data.eval:
@@ -260,8 +291,14 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
     if train_cfg.activation_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model = apply_lora(model, config.lora, new_token_ids)
-    trainable = select_trainable(model)
+    select_trainable(model)
     say(trainable_table(model))
+    resume_from = find_resume_checkpoint(out_dir, config.checkpoint.resume)
+    if resume_from is not None:
+        load_adapter(resume_from, model)  # before sharding, while the model holds whole tensors
+    # `runner` is what the loss and eval passes call: the model itself, or FSDP's root around it.
+    runner, loss_fn = (fully_shard_model(model, forward_loss), root_forward_loss) if world.sharded else (model, None)
+    trainable = select_trainable(model)  # after sharding the parameters are new (DTensor) objects
     # Same LoRA init on every rank (seeded above); from here each rank draws its own dropout masks.
     torch.manual_seed(config.run.seed + world.rank)
     parameters = [p for _, p in trainable]
@@ -274,9 +311,9 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
     model.train()
 
     state = RunState()
-    resume_from = find_resume_checkpoint(out_dir, config.checkpoint.resume)
     if resume_from is not None:
-        state = load_checkpoint(resume_from, model, optimizer, world.rank, world.size)
+        to_layout = shard_optimizer_state if world.sharded else None
+        state = load_train_state(resume_from, optimizer, world.rank, world.size, to_layout)
         say(f"resumed from {resume_from} at step {state.step}")
     logger = (
         MetricsLogger(out_dir, resume_after_step=state.step if resume_from else None) if world.is_main else NullLogger()
@@ -287,21 +324,24 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
 
     def run_eval(step: int) -> None:
         eval_loss = evaluate_loss(
-            model, data.eval, config.data.max_seq_len, config.data.packing, config.eval.batch_size,
-            train_cfg.precision, device, tokenizer.pad_token_id, world,
+            runner, data.eval, config.data.max_seq_len, config.data.packing, config.eval.batch_size,
+            train_cfg.precision, device, tokenizer.pad_token_id, world, loss_fn,
         )  # fmt: skip
         values: dict[str, float | int | None] = {"eval/loss": eval_loss}
-        if cases and world.is_main:
-            scores, predictions = evaluate_tool_calls(
-                model, tokenizer, cases, config.data.think_instruction, config.eval.max_new_tokens,
-                config.eval.batch_size, device,
-            )  # fmt: skip
+        # Rank 0 generates; under FSDP every rank must join each layer's gathering, so all generate the same.
+        if cases and (world.is_main or world.sharded):
+            with root_gathered(runner) if world.sharded else contextlib.nullcontext(model) as whole_model:
+                scores, predictions = evaluate_tool_calls(
+                    whole_model, tokenizer, cases, config.data.think_instruction, config.eval.max_new_tokens,
+                    config.eval.batch_size, device, synced_ranks=world.sharded,
+                )  # fmt: skip
             values.update({f"eval/{name}": value for name, value in scores.items()})
             logger.text("eval/generations", generations_markdown(predictions[:3]), step)
         logger.log(step, values)
-        progress.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, float)))
+        note(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, float)))
 
     progress = tqdm(total=total_steps, initial=state.step, desc="train", dynamic_ncols=True, disable=not world.is_main)
+    note = progress.write if world.is_main else (lambda *args, **kwargs: None)  # tqdm.write prints even if disabled
     if evaluate and state.step == 0:
         run_eval(0)
     if device.type == "cuda":
@@ -326,9 +366,11 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
                 collate(local_rows[i : i + train_cfg.micro_batch_size], tokenizer.pad_token_id)
                 for i in range(0, len(local_rows), train_cfg.micro_batch_size)
             ]
+            padding = padding_passes(len(local_rows), len(rows), train_cfg.micro_batch_size, world)
             loss, grad_norm = train_step(
-                model, optimizer, parameters, micro_batches, train_cfg.precision, train_cfg.max_grad_norm, device,
-                world=world, supervised_tokens=step_supervised,
+                runner, optimizer, parameters, micro_batches, train_cfg.precision, train_cfg.max_grad_norm, device,
+                loss_fn=loss_fn, world=world, supervised_tokens=step_supervised,
+                padding_batches=[collate(rows[:1], tokenizer.pad_token_id)] * padding,
             )  # fmt: skip
             if not (math.isfinite(loss) and math.isfinite(grad_norm)):
                 if train_cfg.on_nonfinite == "stop":
@@ -337,7 +379,7 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
                         f'was applied and no checkpoint written. Lower train.lr, or set train.on_nonfinite = "skip".'
                     )
                 state.skipped_steps += 1
-                progress.write(f"step {state.step + 1}: non-finite loss or gradient, update skipped")
+                note(f"step {state.step + 1}: non-finite loss or gradient, update skipped")
 
             elapsed = time.perf_counter() - started
             state.step += 1
@@ -364,27 +406,35 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
                 run_eval(state.step)
             stop_now = any_rank(stop.requested is not None, world)
             if stop_now or (config.checkpoint.every_steps and state.step % config.checkpoint.every_steps == 0):
+                # Collectives first, on every rank: whole RNG states, adapter and optimizer state to rank 0.
                 rng_per_rank = gather_objects(rng_states(), world)
+                adapter_state, optimizer_state = full_trainable_state(model), full_optimizer_state(optimizer)
                 if world.is_main:
-                    save_checkpoint(out_dir, model, optimizer, state, config.checkpoint.keep_last, rng_per_rank)
+                    save_checkpoint(
+                        out_dir, model, optimizer_state, state, config.checkpoint.keep_last, rng_per_rank, adapter_state
+                    )
                 barrier(world)
             if stop_now:
-                progress.write(f"{stop.requested}: stopped after step {state.step}, checkpoint written; resume with "
+                note(f"{stop.requested}: stopped after step {state.step}, checkpoint written; resume with "
                                "checkpoint.resume = \"auto\"")  # fmt: skip
                 break
 
     progress.close()
     logger.close()
-    if state.step >= total_steps and world.is_main:
-        save_final(out_dir / "final", model, tokenizer, config)
+    if state.step >= total_steps:
+        adapter_state = full_trainable_state(model)  # a collective: every rank
+        if world.is_main:
+            save_final(out_dir / "final", model, tokenizer, config, adapter_state)
     barrier(world)
     shutdown(world)
     return state
 
 
-def save_final(folder: Path, model, tokenizer, config: Config) -> None:
+def save_final(
+    folder: Path, model, tokenizer, config: Config, adapter_state: dict[str, torch.Tensor] | None = None
+) -> None:
     """The adapter, the tokenizer with its chat template, and the config: everything inference needs."""
     folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder)
+    save_adapter(model, folder, adapter_state)
     tokenizer.save_pretrained(folder)
     save_config(config, folder / "config.toml")

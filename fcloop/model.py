@@ -202,6 +202,14 @@ def trainable_table(model: nn.Module) -> str:
     return "\n".join(lines)
 
 
+def save_adapter(model: nn.Module, folder: Path, adapter_state: dict[str, torch.Tensor] | None = None) -> None:
+    """The trained weights only, in PEFT format. `save_embedding_layers=False`: with a LoRA on the tied
+    lm_head, peft would otherwise also save the whole frozen embedding (670 MB for Gemma-3-270M); the new-token
+    rows are saved as their own small tensor either way. `adapter_state` gives the weights whole when the
+    model holds them sharded."""
+    model.save_pretrained(folder, state_dict=adapter_state, save_embedding_layers=False)
+
+
 @contextlib.contextmanager
 def token_rows_merged(model: nn.Module) -> Iterator[None]:
     """For inference: write the trained new-token rows into the frozen embedding, then restore the original

@@ -34,14 +34,18 @@ class Encoded:
         return sum(label != IGNORE_INDEX for label in self.labels)
 
 
-def prepare_tokenizer(tokenizer, think_instruction: str) -> list[int]:
-    """Make the tags single tokens and install the chat template. Returns the ids of tokens that were added
-    (their embedding rows need initializing and training); tags the vocabulary already has are reused."""
+def prepare_tokenizer(tokenizer, think_instruction: str, tags_as_tokens: bool = True) -> list[int]:
+    """Install the chat template and, with `tags_as_tokens`, make the tags single tokens. Returns the ids of
+    tokens that were added (their embedding rows need initializing and training); tags the vocabulary already
+    has are reused. Without `tags_as_tokens` the tags stay the ordinary text pieces the model already reads,
+    and nothing is added."""
+    tokenizer.chat_template = chat_template(think_instruction)
+    if not tags_as_tokens:
+        return []
     vocab = tokenizer.get_vocab()
     missing = [token for token in SPECIAL_TOKENS if token not in vocab]
     if missing:
         tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
-    tokenizer.chat_template = chat_template(think_instruction)
     for token in SPECIAL_TOKENS:
         ids = tokenizer.encode(token, add_special_tokens=False)
         if len(ids) != 1:

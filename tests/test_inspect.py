@@ -138,8 +138,10 @@ def test_config_error_exits_with_2(capsys):
     assert err == f"invalid configuration:\n  {TINY} (with overrides): key 'train.lr': expected float, got str 'fast'\n"
 
 
-def test_demo_config_shows_correct_masks(gemma_tok):
+def test_demo_config_shows_correct_masks(request):
     """`python -m fcloop.inspect configs/demo.toml`: the highlighted runs are exactly the assistant turns."""
+    demo = load_config(ROOT / "configs" / "demo.toml")
+    tokenizer = request.getfixturevalue("gemma_tok" if demo.data.tags_as_tokens else "gemma_text_tags_tok")
     result = subprocess.run(
         [sys.executable, "-m", "fcloop.inspect", "configs/demo.toml", "--show", "2"],
         cwd=ROOT, capture_output=True, text=True, check=True, timeout=300,
@@ -154,11 +156,11 @@ def test_demo_config_shows_correct_masks(gemma_tok):
         assert re.findall(r"\[\[(.*?)\]\]", text, flags=re.S) == turns
         assert text.replace("[[", "").replace("]]", "") == render(conversation, RECIPE_THINK_INSTRUCTION).text + "\n"
     blocks = []
-    eval_limit = load_config(ROOT / "configs" / "demo.toml").data.max_eval_conversations
+    eval_limit = demo.data.max_eval_conversations
     for name, limit in (("train", 0), ("eval", eval_limit)):
         rows_read = len(list(iter_rows(f"demo:{name}")))
         used = min(limit, rows_read) if limit else rows_read
-        examples = encodings(gemma_tok, f"demo:{name}", 1024, limit)
+        examples = encodings(tokenizer, f"demo:{name}", 1024, limit)
         dropped = used - len(examples)  # the demo rows are all well formed
         block = stats_block(name, rows_read, len(examples), dropped, {}, examples, 1024, rows_read - used)
         blocks.append(block)

@@ -162,6 +162,15 @@ def test_labels_match_the_prefix_oracle_on_all_data(request, tok_name, name):
         assert checked >= 0.95 * len(conversations)  # the tiny BPE merges freely, e.g. '\n"' across a header
 
 
+@pytest.mark.parametrize("name", ["examples", "demo:train", "demo:eval"])
+def test_labels_match_the_prefix_oracle_with_tags_as_text(request, gemma_text_tags_tok, name):
+    # The tags split into several ordinary tokens: a merge across an assistant span's edge would show here.
+    assert len(gemma_text_tags_tok.encode("<tool_call>", add_special_tokens=False)) > 1
+    conversations = corpus(name, request)
+    checked = sum(assert_turns_supervised_exactly(c, gemma_text_tags_tok) for c in conversations)
+    assert checked == len(conversations) == CORPORA[name]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Truncation
 # ---------------------------------------------------------------------------------------------------------

@@ -241,3 +241,43 @@ def test_token_rows_merged_gives_the_same_logits_and_restores_the_embedding_bitw
             merged = model(input_ids=ids).logits
     torch.testing.assert_close(merged, unmerged, rtol=0, atol=1e-6)
     assert torch.equal(model.get_input_embeddings().weight, embedding_before)
+
+
+@pytest.mark.parametrize("with_new_tokens", [True, False])
+def test_saved_adapter_holds_only_the_trained_weights(tiny_tok, tmp_path, with_new_tokens):
+    # With a LoRA on the tied lm_head and no new-token rows, peft's default would also save the frozen
+    # embedding (pitfall: the adapter bloats to the size of the vocabulary matrix).
+    from safetensors.torch import load_file
+
+    from fcloop.model import save_adapter
+
+    ids = new_token_ids(tiny_tok) if with_new_tokens else []
+    model = apply_lora(tiny_model(tiny_tok, ids), LoraConfig(r=4, alpha=8, dropout=0.0), ids)
+    trained = {name.replace(".default", "") for name, _ in select_trainable(model)}
+    save_adapter(model, tmp_path)
+    saved = load_file(tmp_path / "adapter_model.safetensors")
+    assert set(saved) == trained
+    assert any("lm_head.lora_B" in name for name in saved)
+    assert any("trainable_tokens_delta" in name for name in saved) == with_new_tokens
+
+
+def test_packed_logits_equal_separate_runs_on_real_gemma3(gemma_tok):
+    # The real Gemma-3-270M (5 sliding layers of window 512 to 1 global, its own RoPE per layer type): a
+    # document longer than the window, packed after two others, sees exactly what it sees alone.
+    model = load_model(ModelConfig(path="pypi:gemma3-270m"), len(gemma_tok), torch.float32, CPU, seed=0).eval()
+    generator = torch.Generator().manual_seed(0)
+    docs = []
+    for index, length in enumerate([300, 250, 700]):
+        ids = (gemma_tok.bos_token_id, *torch.randint(1000, 200_000, (length - 1,), generator=generator).tolist())
+        docs.append(Encoded(ids, ids, "random", index))
+    packed = collate([docs], gemma_tok.pad_token_id)
+    config = base_config(model)
+    assert config.sliding_window == 512 and len(docs[2]) > config.sliding_window
+    masks = document_attention_masks(packed.document_ids, packed.position_ids, config, torch.float32)
+    packed_logits = logits(model, packed, masks)[0]
+    start = 0
+    for doc in docs:
+        alone = logits(model, collate([[doc]], gemma_tok.pad_token_id))[0]
+        # fp32 summation order differs with the longer masked rows; a leak across documents would be O(1).
+        torch.testing.assert_close(packed_logits[start : start + len(doc)], alone, rtol=1e-4, atol=1e-3)
+        start += len(doc)

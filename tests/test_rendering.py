@@ -217,5 +217,15 @@ def test_prepare_tokenizer_adds_the_missing_tags_once():
     assert tokenizer.chat_template == chat_template("y")
 
 
+def test_tags_as_text_add_no_token_and_keep_template_parity():
+    tokenizer = tiny_tokenizer()
+    size = len(tokenizer)
+    assert prepare_tokenizer(tokenizer, "x", tags_as_tokens=False) == []
+    assert len(tokenizer) == size
+    assert len(tokenizer.encode("<tool_call>", add_special_tokens=False)) > 1
+    assert tokenizer.chat_template == chat_template("x")
+    assert_parity(tokenizer, GOLDEN, "x")
+
+
 def test_gemma_tags_are_the_eight_new_ids(gemma_tok):
     assert gemma_tok.convert_tokens_to_ids(list(SPECIAL_TOKENS)) == list(range(262144, 262152))
