@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from fcloop.config import Config, ConfigError, load_config, split_overrides
+from fcloop.generation import write_predictions
 
 PREDICTIONS_FILE = "predictions.jsonl"
 METRICS_FILE = "metrics.json"
@@ -78,13 +79,6 @@ def load_inference_model(config: Config, adapter: Path | None, dtype: torch.dtyp
         model = PeftModel.from_pretrained(model, adapter)
     model.eval()
     return model, tokenizer
-
-
-def write_predictions(path: Path, records: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as file:
-        for record in records:
-            file.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
 def write_metrics(path: Path, metrics: dict[str, Any]) -> None:

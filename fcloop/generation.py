@@ -11,6 +11,7 @@ import ast
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -230,6 +231,13 @@ def generate(
 
 def prediction_record(case: EvalCase, generated: str) -> dict[str, Any]:
     return {"id": case.id, "tools": list(case.tools), "expected": case.expected, "generated": generated}
+
+
+def write_predictions(path: Path, records: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as file:
+        for record in records:
+            file.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
 def evaluate_tool_calls(

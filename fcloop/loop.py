@@ -42,7 +42,7 @@ from fcloop.distributed import (
     sum_scalars,
 )
 from fcloop.flex_attention import attention_masks_for
-from fcloop.generation import build_cases, evaluate_tool_calls
+from fcloop.generation import build_cases, evaluate_tool_calls, write_predictions
 from fcloop.loss import supervised_cross_entropy
 from fcloop.metrics import MetricsLogger, NullLogger
 from fcloop.model import (
@@ -67,7 +67,7 @@ from fcloop.sharding import (
     root_gathered,
     shard_optimizer_state,
 )
-from fcloop.tokenization import Encoded, prepare_tokenizer
+from fcloop.tokenization import Encoded, existing_token_ids, prepare_tokenizer
 
 
 def learning_rate(step: int, config: TrainConfig, total_steps: int) -> float:
@@ -271,6 +271,7 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
     # --- data ---
     tokenizer = load_tokenizer(config.model)
     new_token_ids = prepare_tokenizer(tokenizer, config.data.think_instruction, config.data.tags_as_tokens)
+    trained_existing_ids = existing_token_ids(tokenizer, config.lora.train_token_rows)
     data = load_datasets(config.data, tokenizer, config.run.seed)
     say("train data:\n  " + "\n  ".join(data.train_stats.lines()))
     if data.eval:
@@ -290,7 +291,7 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
     add_token_rows(model, len(tokenizer), new_token_ids)
     if train_cfg.activation_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    model = apply_lora(model, config.lora, new_token_ids)
+    model = apply_lora(model, config.lora, new_token_ids, trained_existing_ids)
     select_trainable(model)
     say(trainable_table(model))
     resume_from = find_resume_checkpoint(out_dir, config.checkpoint.resume)
@@ -337,6 +338,8 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
                 )  # fmt: skip
             values.update({f"eval/{name}": value for name, value in scores.items()})
             logger.text("eval/generations", generations_markdown(predictions[:3]), step)
+            if world.is_main:  # every case, to read what the model did (TensorBoard shows the first few)
+                write_predictions(out_dir / "eval" / f"predictions_step_{step:06d}.jsonl", predictions)
         logger.log(step, values)
         note(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, float)))
 

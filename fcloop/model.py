@@ -123,20 +123,23 @@ def add_token_rows(model: nn.Module, vocab_size: int, new_token_ids: list[int]) 
         weight[new_token_ids] = mean_row.to(weight.dtype)
 
 
-def apply_lora(model: nn.Module, config: LoraConfig, new_token_ids: list[int]) -> nn.Module:
-    """Wrap with peft LoRA from [lora]; new-token rows train through peft's trainable tokens (only those rows
-    are trained and saved, also through the tied lm_head)."""
+def apply_lora(
+    model: nn.Module, config: LoraConfig, new_token_ids: list[int], existing_token_ids: list[int] = ()
+) -> nn.Module:
+    """Wrap with peft LoRA from [lora]; new-token rows (and the rows of `existing_token_ids`, from
+    lora.train_token_rows) train through peft's trainable tokens: only those rows are trained and saved,
+    also through the tied lm_head."""
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
+
+    token_rows = [*(new_token_ids if config.train_new_token_rows else []), *existing_token_ids]
 
     peft_config = PeftLoraConfig(
         r=config.r,
         lora_alpha=config.alpha,
         lora_dropout=config.dropout,
         target_modules=list(config.target_modules),
-        trainable_token_indices=(
-            {"embed_tokens": list(new_token_ids)} if (new_token_ids and config.train_new_token_rows) else None
-        ),
+        trainable_token_indices={"embed_tokens": token_rows} if token_rows else None,
         bias="none",
         task_type="CAUSAL_LM",
     )

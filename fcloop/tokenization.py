@@ -53,6 +53,15 @@ def prepare_tokenizer(tokenizer, think_instruction: str, tags_as_tokens: bool = 
     return tokenizer.convert_tokens_to_ids(missing)
 
 
+def existing_token_ids(tokenizer, tokens: Sequence[str]) -> list[int]:
+    """The ids of tokens the vocabulary has as single tokens (lora.train_token_rows); anything else is an error."""
+    vocab = tokenizer.get_vocab()
+    unknown = [token for token in tokens if token not in vocab]
+    if unknown:
+        raise ValueError(f"lora.train_token_rows: {unknown} are not single tokens of the tokenizer")
+    return [vocab[token] for token in tokens]
+
+
 def supervised_mask(offsets: Sequence[tuple[int, int]], spans: Sequence[tuple[int, int]]) -> list[bool]:
     """For each token's [start, end) character range: does it overlap any supervised span?"""
     mask = []

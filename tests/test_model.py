@@ -25,7 +25,7 @@ from fcloop.model import (
 from fcloop.packing import collate
 from fcloop.readers import read_row
 from fcloop.tiny import TINY_PATH
-from fcloop.tokenization import IGNORE_INDEX, Encoded, encode
+from fcloop.tokenization import IGNORE_INDEX, Encoded, encode, existing_token_ids
 
 CPU = torch.device("cpu")
 
@@ -281,3 +281,21 @@ def test_packed_logits_equal_separate_runs_on_real_gemma3(gemma_tok):
         # fp32 summation order differs with the longer masked rows; a leak across documents would be O(1).
         torch.testing.assert_close(packed_logits[start : start + len(doc)], alone, rtol=1e-4, atol=1e-3)
         start += len(doc)
+
+
+def test_existing_token_rows_train_when_named(tiny_tok):
+    (end_of_turn,) = existing_token_ids(tiny_tok, ["<end_of_turn>"])
+    assert end_of_turn == tiny_tok.convert_tokens_to_ids("<end_of_turn>")
+    with pytest.raises(ValueError, match=r"lora.train_token_rows: \['<nope>'\]"):
+        existing_token_ids(tiny_tok, ["<end_of_turn>", "<nope>"])
+    config = LoraConfig(r=2, alpha=4, dropout=0.0, train_new_token_rows=False)
+    model = apply_lora(tiny_model(tiny_tok), config, [], [end_of_turn])
+    selected = dict(select_trainable(model))
+    (rows_name,) = [name for name in selected if "trainable_tokens_delta" in name]
+    assert selected[rows_name].shape == (1, base_config(model).hidden_size)
+    # <end_of_turn> is both an input and a supervised target here: its row gets a gradient.
+    batch = collate([encoded_conversations(tiny_tok, 2)], tiny_tok.pad_token_id)
+    assert end_of_turn in batch.target_ids.tolist()[0]
+    loss_sum, _ = forward_loss(model, batch, "fp32", CPU)
+    loss_sum.backward()
+    assert selected[rows_name].grad.abs().sum() > 0

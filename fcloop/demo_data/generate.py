@@ -27,7 +27,8 @@ TRAIN_SIZE = 320
 EVAL_SIZE = 48
 # About 1024 tokens: the demo trains with short sequences, so no conversation may be truncated.
 MAX_CHARS = 3500
-MAX_TOOLS = 4
+# Few tools per conversation: shorter prompts, so that a 270M model learns to choose within minutes of CPU.
+MAX_TOOLS = 2
 KIND_SHARES = {"single": 0.35, "parallel": 0.15, "multi_turn": 0.20, "no_tool": 0.20, "error": 0.10}
 
 # ---------------------------------------------------------------------------------------------------------
@@ -2536,7 +2537,7 @@ def conversation_chars(turns: list[Turn]) -> int:
 def _offer(rng: random.Random, used: tuple[Tool, ...]) -> list[Tool]:
     """The used tools plus random distractors, so the model must pick the right tool out of a list."""
     unique = list({tool.name: tool for tool in used}.values())
-    count = rng.randint(max(1, len(unique)), MAX_TOOLS)
+    count = rng.randint(max(1, len(unique)), max(len(unique), MAX_TOOLS))  # parallel requests may use more
     names = {tool.name for tool in unique}
     offered = [*unique, *rng.sample([tool for tool in TOOLS if tool.name not in names], count - len(unique))]
     rng.shuffle(offered)
