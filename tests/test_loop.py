@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -185,3 +186,14 @@ def test_tool_call_metrics_are_logged_at_each_evaluation(tmp_path, tiny_data):
         assert record["eval/n"] == 3
         assert set(record) >= {f"eval/{name}" for name in names}
         assert all(record[f"eval/{name}"] is None or 0.0 <= record[f"eval/{name}"] <= 1.0 for name in names)
+    # Every case's generation is kept per evaluation, and scoring the file again gives the logged metrics.
+    from fcloop.scoring import aggregate, score_case
+
+    for record in evaluations:
+        path = Path(config.run.out_dir) / "eval" / f"predictions_step_{record['step']:06d}.jsonl"
+        predictions = [json.loads(line) for line in path.read_text().splitlines()]
+        assert [set(p) for p in predictions] == [{"id", "tools", "expected", "generated"}] * 3
+        rescored = aggregate([score_case(p["expected"], p["generated"], p["tools"]) for p in predictions])
+        assert {f"eval/{name}": value for name, value in rescored.items()} == {
+            key: value for key, value in record.items() if key.startswith("eval/") and key != "eval/loss"
+        }
