@@ -373,7 +373,7 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
             loss, grad_norm = train_step(
                 runner, optimizer, parameters, micro_batches, train_cfg.precision, train_cfg.max_grad_norm, device,
                 loss_fn=loss_fn, world=world, supervised_tokens=step_supervised,
-                padding_batches=[collate(rows[:1], tokenizer.pad_token_id)] * padding,
+                padding_batches=[collate(rows[:1], tokenizer.pad_token_id)] * padding if padding else [],
             )  # fmt: skip
             if not (math.isfinite(loss) and math.isfinite(grad_norm)):
                 if train_cfg.on_nonfinite == "stop":
