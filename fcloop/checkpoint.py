@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import torch
 
 from fcloop.model import save_adapter
+from fcloop.sharding import shard_optimizer_state
 
 STEP_FOLDER = re.compile(r"^step_(\d{6,})$")
 TRAIN_STATE_FILE = "train_state.pt"
@@ -144,24 +144,15 @@ def load_adapter(folder: Path, model) -> None:
         raise RuntimeError(f"{folder}: the adapter lacks trained weights the model has: {missing[:5]}")
 
 
-def load_train_state(
-    folder: Path,
-    optimizer: torch.optim.Optimizer,
-    rank: int = 0,
-    world_size: int = 1,
-    to_optimizer_layout: Callable[[dict[str, Any], torch.optim.Optimizer], dict[str, Any]] | None = None,
-) -> RunState:
-    """Restore the optimizer state and this rank's RNG states; return the run state to continue from.
-    Resuming needs the world size the checkpoint was written with. `to_optimizer_layout` splits the saved
-    whole tensors for sharded parameters."""
+def load_train_state(folder: Path, optimizer: torch.optim.Optimizer, rank: int = 0, world_size: int = 1) -> RunState:
+    """Restore the optimizer state (its whole tensors split like each sharded parameter, if any) and this
+    rank's RNG states; return the run state to continue from. Resuming needs the world size the checkpoint
+    was written with."""
     saved = torch.load(folder / TRAIN_STATE_FILE, weights_only=True, map_location="cpu")
     if len(saved["rng"]) != world_size:
         raise RuntimeError(
             f"{folder} was written by {len(saved['rng'])} process(es); resume it with the same number, not {world_size}"
         )
-    optimizer_state = saved["optimizer"]
-    if to_optimizer_layout is not None:
-        optimizer_state = to_optimizer_layout(optimizer_state, optimizer)
-    optimizer.load_state_dict(optimizer_state)
+    optimizer.load_state_dict(shard_optimizer_state(saved["optimizer"], optimizer))
     restore_rng_states(saved["rng"][rank])
     return RunState(**saved["run_state"])

@@ -65,7 +65,6 @@ from fcloop.sharding import (
     fully_shard_model,
     root_forward_loss,
     root_gathered,
-    shard_optimizer_state,
 )
 from fcloop.tokenization import Encoded, existing_token_ids, prepare_tokenizer
 
@@ -313,8 +312,7 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
 
     state = RunState()
     if resume_from is not None:
-        to_layout = shard_optimizer_state if world.sharded else None
-        state = load_train_state(resume_from, optimizer, world.rank, world.size, to_layout)
+        state = load_train_state(resume_from, optimizer, world.rank, world.size)
         say(f"resumed from {resume_from} at step {state.step}")
     logger = (
         MetricsLogger(out_dir, resume_after_step=state.step if resume_from else None) if world.is_main else NullLogger()

@@ -86,7 +86,8 @@ def full_optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
 
 
 def shard_optimizer_state(saved: dict[str, Any], optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """The inverse for loading: each saved whole tensor split like the DTensor parameter it belongs to."""
+    """The inverse for loading: each saved whole tensor split like the DTensor parameter it belongs to
+    (tensors of whole parameters, and scalars such as Adam's step, stay as they are)."""
     parameters = [p for group in optimizer.param_groups for p in group["params"]]
     state = {}
     for index, per_parameter in saved["state"].items():
