@@ -131,6 +131,27 @@ def build_cases(conversations: Sequence[Conversation], max_cases: int = 0) -> li
     return cases
 
 
+def cases_longer_than(cases: Sequence[EvalCase], tokenizer, max_new_tokens: int) -> list[str]:
+    """Ids of the cases whose expected answer, with the `<end_of_turn>` that ends it, takes more than
+    `max_new_tokens` tokens: generation stops before the answer does, so such a case cannot match."""
+    return [
+        case.id
+        for case in cases
+        if len(tokenizer(case.expected + END_OF_TURN, add_special_tokens=False)["input_ids"]) > max_new_tokens
+    ]
+
+
+def too_long_warning(too_long: Sequence[str], total: int, max_new_tokens: int) -> str | None:
+    if not too_long:
+        return None
+    shown = ", ".join(too_long[:5]) + (", ..." if len(too_long) > 5 else "")
+    return (
+        f"warning: {len(too_long)} of {total} eval cases expect answers longer than eval.max_new_tokens = "
+        f"{max_new_tokens} tokens ({shown}); generation stops before their end, so they cannot match. "
+        f"Raise eval.max_new_tokens."
+    )
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Generation
 

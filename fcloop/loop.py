@@ -8,6 +8,7 @@ count), clip, step, log, evaluate, checkpoint -> save the final adapter.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import signal
 import threading
@@ -42,7 +43,13 @@ from fcloop.distributed import (
     sum_scalars,
 )
 from fcloop.flex_attention import attention_masks_for
-from fcloop.generation import build_cases, evaluate_tool_calls, write_predictions
+from fcloop.generation import (
+    build_cases,
+    cases_longer_than,
+    evaluate_tool_calls,
+    too_long_warning,
+    write_predictions,
+)
 from fcloop.loss import supervised_cross_entropy
 from fcloop.metrics import MetricsLogger, NullLogger
 from fcloop.model import (
@@ -89,7 +96,9 @@ def autocast(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
-def forward_loss(model, batch: Batch, precision: str, device: torch.device) -> tuple[torch.Tensor, int]:
+def forward_loss(
+    model, batch: Batch, precision: str, device: torch.device, recompute_logits: bool = True
+) -> tuple[torch.Tensor, int]:
     """(summed NLL over the batch's supervised targets, their count), documents isolated by the mask."""
     parts = model_parts(model)
     mask_dtype = torch.bfloat16 if precision == "bf16" else torch.float32
@@ -99,7 +108,9 @@ def forward_loss(model, batch: Batch, precision: str, device: torch.device) -> t
         hidden = parts.decoder(
             input_ids=batch.input_ids, position_ids=batch.position_ids, attention_mask=masks
         ).last_hidden_state
-        return supervised_cross_entropy(hidden, batch.target_ids, parts.lm_head, parts.final_logit_softcap)
+        return supervised_cross_entropy(
+            hidden, batch.target_ids, parts.lm_head, parts.final_logit_softcap, recompute=recompute_logits
+        )
 
 
 LossFn = Callable[[torch.nn.Module, Batch, str, torch.device], tuple[torch.Tensor, int]]
@@ -297,7 +308,10 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
     if resume_from is not None:
         load_adapter(resume_from, model)  # before sharding, while the model holds whole tensors
     # `runner` is what the loss and eval passes call: the model itself, or FSDP's root around it.
-    runner, loss_fn = (fully_shard_model(model, forward_loss), root_forward_loss) if world.sharded else (model, None)
+    model_loss = functools.partial(forward_loss, recompute_logits=train_cfg.recompute_logits)
+    runner, loss_fn = (
+        (fully_shard_model(model, model_loss), root_forward_loss) if world.sharded else (model, model_loss)
+    )
     trainable = select_trainable(model)  # after sharding the parameters are new (DTensor) objects
     # Same LoRA init on every rank (seeded above); from here each rank draws its own dropout masks.
     torch.manual_seed(config.run.seed + world.rank)
@@ -320,6 +334,9 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
     evaluate = bool(data.eval) and config.eval.every_steps > 0
     # A fixed sample of tool-call cases, scored by generating each assistant turn (rank 0 only).
     cases = build_cases(data.eval_conversations, config.eval.max_cases) if config.eval.max_cases else []
+    too_long = cases_longer_than(cases, tokenizer, config.eval.max_new_tokens)
+    if warning := too_long_warning(too_long, len(cases), config.eval.max_new_tokens):
+        say(warning)
 
     def run_eval(step: int) -> None:
         eval_loss = evaluate_loss(

@@ -12,7 +12,15 @@ import fcloop.generation as generation
 from fcloop.config import RECIPE_THINK_INSTRUCTION, load_config
 from fcloop.conversation import Conversation, Message, ToolCall
 from fcloop.gemma_format import END_OF_TURN, render
-from fcloop.generation import build_cases, evaluate_tool_calls, generate, tools_in_system_text, tools_of
+from fcloop.generation import (
+    build_cases,
+    cases_longer_than,
+    evaluate_tool_calls,
+    generate,
+    too_long_warning,
+    tools_in_system_text,
+    tools_of,
+)
 from fcloop.model import add_token_rows, load_model, load_tokenizer
 from fcloop.readers import read_row
 from fcloop.tokenization import prepare_tokenizer
@@ -182,3 +190,16 @@ def test_generation_stops_at_end_of_turn_and_drops_it(prompts):
     texts = generate(model, tokenizer, [prompt, *prompts[1:3]], max_new_tokens=10, batch_size=3, device=CPU)
     assert texts[0] == tokenizer.decode(tokens[:stop_at], skip_special_tokens=False)
     assert all(END_OF_TURN not in text for text in texts)
+
+
+def test_cases_whose_expected_answer_cannot_fit_in_max_new_tokens_are_named(tiny):
+    _, tokenizer = tiny
+    cases = build_cases([two_turn_conversation()])
+    lengths = [len(tokenizer(case.expected + END_OF_TURN, add_special_tokens=False)["input_ids"]) for case in cases]
+    assert lengths[0] > lengths[1] + 1  # the call answer is the longer one
+    assert cases_longer_than(cases, tokenizer, lengths[0]) == []
+    assert cases_longer_than(cases, tokenizer, lengths[0] - 1) == ["eval.jsonl:7:0"]
+    assert cases_longer_than(cases, tokenizer, lengths[1] - 1) == ["eval.jsonl:7:0", "eval.jsonl:7:1"]
+    assert too_long_warning([], 2, 64) is None
+    warning = too_long_warning(["eval.jsonl:7:0"], 2, 64)
+    assert "1 of 2 eval cases" in warning and "eval.jsonl:7:0" in warning and "eval.max_new_tokens = 64" in warning

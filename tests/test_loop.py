@@ -9,6 +9,7 @@ import pytest
 import torch
 from tiny_data import write_tiny_data
 
+import fcloop.loss
 from fcloop.config import load_config
 from fcloop.data import load_datasets
 from fcloop.loop import evaluate_loss, learning_rate, train
@@ -112,6 +113,27 @@ def test_gradient_accumulation_invariance(tmp_path, tiny_data, micro_batch, accu
 def comparable(records: list[dict]) -> list[dict]:
     # Wall-clock speed and the process's peak memory describe the machine, not the training math.
     return [{k: v for k, v in r.items() if k not in ("train/tokens_per_sec", "memory/peak_gib")} for r in records]
+
+
+def test_keeping_the_logits_trains_exactly_like_recomputing_them(tmp_path, tiny_data, monkeypatch):
+    recomputed_chunks = []
+    real_checkpoint = fcloop.loss.checkpoint
+
+    def counting_checkpoint(*args, **kwargs):
+        recomputed_chunks.append(1)
+        return real_checkpoint(*args, **kwargs)
+
+    monkeypatch.setattr(fcloop.loss, "checkpoint", counting_checkpoint)
+    steps = ["--train.max_steps=2", "--eval.every_steps=1", "--lora.dropout=0.0", "--checkpoint.every_steps=0"]
+    records, chunk_counts = {}, {}
+    for recompute in (True, False):
+        recomputed_chunks.clear()
+        folder = tmp_path / str(recompute)
+        train(tiny_config(folder, tiny_data, *steps, f"--train.recompute_logits={str(recompute).lower()}"))
+        records[recompute], chunk_counts[recompute] = comparable(read_metrics(folder / "run")), len(recomputed_chunks)
+    assert chunk_counts[True] > 0 and chunk_counts[False] == 0
+    assert len(records[False]) == 5 and records[False][-1]["eval/loss"] < records[False][0]["eval/loss"]
+    assert records[False] == records[True]
 
 
 def test_resume_equals_an_uninterrupted_run(tmp_path, tiny_data):

@@ -170,6 +170,30 @@ def test_chunked_loss_and_gradients_with_lora_on_lm_head(tiny_tok):
         torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-7, msg=name)
 
 
+def test_keeping_the_logits_gives_the_same_loss_and_gradients_with_one_lm_head_pass_less(tiny_tok):
+    model, selected = lora_model(tiny_tok, LoraConfig(r=4, alpha=8, dropout=0.0))
+    parts = model_parts(model)
+    batch = collate([encoded_conversations(tiny_tok, 2)], tiny_tok.pad_token_id)
+    lm_head_calls = []
+    parts.lm_head.register_forward_hook(lambda *_: lm_head_calls.append(1))
+    results = {}
+    for recompute in (True, False):
+        lm_head_calls.clear()
+        hidden = parts.decoder(input_ids=batch.input_ids, position_ids=batch.position_ids).last_hidden_state
+        total, count = supervised_cross_entropy(
+            hidden, batch.target_ids, parts.lm_head, None, chunk_size=16, recompute=recompute
+        )
+        gradients = torch.autograd.grad(total / count, [p for _, p in selected])
+        results[recompute] = (total, gradients, len(lm_head_calls))
+    chunks = -(-count // 16)
+    assert chunks > 1
+    assert results[True][2] == 2 * chunks  # forward, then again in backward
+    assert results[False][2] == chunks
+    torch.testing.assert_close(results[False][0], results[True][0], rtol=0, atol=0)
+    for (name, _), kept, recomputed in zip(selected, results[False][1], results[True][1], strict=True):
+        torch.testing.assert_close(kept, recomputed, rtol=1e-6, atol=1e-9, msg=name)
+
+
 def test_one_step_changes_only_the_selected_parameters(tiny_tok):
     model, selected = lora_model(tiny_tok, LoraConfig(r=4, alpha=8, dropout=0.0))
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
