@@ -104,7 +104,7 @@ def score_only(predictions: Path, out: Path) -> dict[str, Any]:
 def evaluate(config: Config, adapter: Path | None, sources: list[str] | None, out: Path) -> dict[str, Any]:
     """Generate and score every case of the eval data; write predictions and metrics under `out`."""
     from fcloop.data import load_eval_data
-    from fcloop.generation import build_cases, cases_longer_than, evaluate_tool_calls, too_long_warning
+    from fcloop.generation import build_cases, evaluate_tool_calls, too_long_warning
 
     device = inference_device()
     dtype = inference_dtype(config.train.precision, device)
@@ -113,9 +113,7 @@ def evaluate(config: Config, adapter: Path | None, sources: list[str] | None, ou
     conversations, stats = load_eval_data(data_config, tokenizer, config.run.seed)
     print("eval data:\n  " + "\n  ".join(stats.lines()))
     cases = build_cases(conversations, config.eval.max_cases)
-    if warning := too_long_warning(
-        cases_longer_than(cases, tokenizer, config.eval.max_new_tokens), len(cases), config.eval.max_new_tokens
-    ):
+    if warning := too_long_warning(cases, tokenizer, config.eval.max_new_tokens):
         print(warning, file=sys.stderr)
     print(f"generating {len(cases)} cases on {device} ({dtype})...", flush=True)
     metrics, records = evaluate_tool_calls(

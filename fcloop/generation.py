@@ -141,12 +141,14 @@ def cases_longer_than(cases: Sequence[EvalCase], tokenizer, max_new_tokens: int)
     ]
 
 
-def too_long_warning(too_long: Sequence[str], total: int, max_new_tokens: int) -> str | None:
+def too_long_warning(cases: Sequence[EvalCase], tokenizer, max_new_tokens: int) -> str | None:
+    """The warning naming the cases that `cases_longer_than` finds, or None when every case fits."""
+    too_long = cases_longer_than(cases, tokenizer, max_new_tokens)
     if not too_long:
         return None
     shown = ", ".join(too_long[:5]) + (", ..." if len(too_long) > 5 else "")
     return (
-        f"warning: {len(too_long)} of {total} eval cases expect answers longer than eval.max_new_tokens = "
+        f"warning: {len(too_long)} of {len(cases)} eval cases expect answers longer than eval.max_new_tokens = "
         f"{max_new_tokens} tokens ({shown}); generation stops before their end, so they cannot match. "
         f"Raise eval.max_new_tokens."
     )

@@ -43,13 +43,7 @@ from fcloop.distributed import (
     sum_scalars,
 )
 from fcloop.flex_attention import attention_masks_for
-from fcloop.generation import (
-    build_cases,
-    cases_longer_than,
-    evaluate_tool_calls,
-    too_long_warning,
-    write_predictions,
-)
+from fcloop.generation import build_cases, evaluate_tool_calls, too_long_warning, write_predictions
 from fcloop.loss import supervised_cross_entropy
 from fcloop.metrics import MetricsLogger, NullLogger
 from fcloop.model import (
@@ -334,8 +328,7 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
     evaluate = bool(data.eval) and config.eval.every_steps > 0
     # A fixed sample of tool-call cases, scored by generating each assistant turn (rank 0 only).
     cases = build_cases(data.eval_conversations, config.eval.max_cases) if config.eval.max_cases else []
-    too_long = cases_longer_than(cases, tokenizer, config.eval.max_new_tokens)
-    if warning := too_long_warning(too_long, len(cases), config.eval.max_new_tokens):
+    if warning := too_long_warning(cases, tokenizer, config.eval.max_new_tokens):
         say(warning)
 
     def run_eval(step: int) -> None:

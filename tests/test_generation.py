@@ -200,6 +200,7 @@ def test_cases_whose_expected_answer_cannot_fit_in_max_new_tokens_are_named(tiny
     assert cases_longer_than(cases, tokenizer, lengths[0]) == []
     assert cases_longer_than(cases, tokenizer, lengths[0] - 1) == ["eval.jsonl:7:0"]
     assert cases_longer_than(cases, tokenizer, lengths[1] - 1) == ["eval.jsonl:7:0", "eval.jsonl:7:1"]
-    assert too_long_warning([], 2, 64) is None
-    warning = too_long_warning(["eval.jsonl:7:0"], 2, 64)
-    assert "1 of 2 eval cases" in warning and "eval.jsonl:7:0" in warning and "eval.max_new_tokens = 64" in warning
+    assert too_long_warning(cases, tokenizer, lengths[0]) is None
+    warning = too_long_warning(cases, tokenizer, lengths[0] - 1)
+    assert "1 of 2 eval cases" in warning and "(eval.jsonl:7:0)" in warning
+    assert f"eval.max_new_tokens = {lengths[0] - 1} tokens" in warning
