@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import gc
 import json
 import platform
@@ -436,7 +437,9 @@ def measure(config: Config, setting: Setting, args: argparse.Namespace, device: 
         step_function = "benchmarks.throughput.recipe_step"
     else:
         batches = packed_batches(docs, setting.seq_len, setting.micro_batch_size, count, pad_id)
-        loss_fn = forward_loss if setting.loss == "chunked" else full_logits_loss
+        # The chunked loss exactly as the loop runs it: logits recomputed in backward unless the config keeps them.
+        chunked = functools.partial(forward_loss, recompute_logits=config.train.recompute_logits)
+        loss_fn = chunked if setting.loss == "chunked" else full_logits_loss
 
         def step(index: int) -> None:
             loop.train_step(
@@ -740,6 +743,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "command": "python -m benchmarks.throughput " + shlex.join(argv),
+        "recompute_logits": config.train.recompute_logits,
         "configurations": run_sweep(config, args, device),
     }
     json_path = Path(args.json)

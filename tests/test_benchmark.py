@@ -18,7 +18,7 @@ from fcloop.packing import collate
 from fcloop.tokenization import IGNORE_INDEX
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-TOP_LEVEL_KEYS = {"device", "torch", "transformers", "command", "configurations"}
+TOP_LEVEL_KEYS = {"device", "torch", "transformers", "command", "recompute_logits", "configurations"}
 CONFIGURATION_KEYS = {
     "name",
     "seq_len",
@@ -58,6 +58,7 @@ def test_cpu_smoke_writes_the_required_keys(smoke):
     assert set(report) == TOP_LEVEL_KEYS
     assert report["command"].startswith("python -m benchmarks.throughput --config")
     assert report["torch"] == torch.__version__
+    assert report["recompute_logits"] is load_config(CONFIGS / "tiny.toml").train.recompute_logits
     names = [entry["name"] for entry in report["configurations"]]
     assert len(names) == 2 and report["configurations"][0]["baseline"]
     for entry in report["configurations"]:
