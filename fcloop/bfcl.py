@@ -24,9 +24,10 @@ Value rules (BFCL's): strings match after `normalize_string` (lowercase; spaces 
 True); a `float` takes ints too. Lists match element by element in order; a dict matches an acceptable dict
 whose values are themselves lists of acceptable values. Where BFCL's answer holds a value of another type
 than the function doc declares (a variable name written as a string), a value of the answer's type is
-accepted, as BFCL does. Where fcloop is stricter than BFCL's own checker: a `<tool_call>` that does not
-parse counts as an attempted call (BFCL reads undecodable output as "no call" in irrelevance), and nested
-list items and dict values are type-checked at every depth (BFCL checks one level).
+accepted, as BFCL does. Where fcloop differs from BFCL's own checker: a `<tool_call>` that does not parse
+counts as an attempted call (BFCL reads undecodable output as "no call" in irrelevance); nested list items
+and dict values are type-checked at every depth (BFCL checks one level); and parallel calls are paired by a
+full matching, where BFCL's greedy pairing fails a right answer when one call fits two expected ones.
 """
 
 from __future__ import annotations
@@ -157,7 +158,10 @@ def parse_source(source: str) -> tuple[Path, int]:
 def category_of(path: Path, source: str) -> str:
     match = FILE_PATTERN.fullmatch(path.name)
     if match is None:
-        raise SourceError(f"{source}: {path.name!r} is not named like a BFCL question file (BFCL_v4_<category>.json)")
+        raise SourceError(
+            f"{source}: {path.name!r} is not named like a BFCL question file (BFCL_v4_<category>.json); a "
+            f"category name alone is one of {', '.join(CATEGORIES)}"
+        )
     category = match["category"]
     if category not in CATEGORIES:
         raise SourceError(
@@ -252,7 +256,7 @@ def load_source(source: str) -> list[BfclCase]:
             continue
         where = f"{path}: line {number} ({row['id']})"
         ground_truth: tuple[dict[str, dict[str, list[Any]]], ...] = ()
-        if answers or "irrelevance" not in category:
+        if "irrelevance" not in category:
             if row["id"] not in answers:
                 raise SourceError(f"{where}: no answer with this id in {path.parent / ANSWERS_FOLDER / path.name}")
             answer_number, answer = answers[row["id"]]
