@@ -120,6 +120,23 @@ def test_eval_fraction_split_is_seeded_disjoint_and_exact(tmp_path, tiny_tok):
     assert [e.index for e in other.eval] == [6, 10, 15, 16, 17]
 
 
+def test_bfcl_sources_in_eval_are_cases_not_conversations_and_leave_the_split_to_eval_fraction(tmp_path, tiny_tok):
+    from bfcl_data import write_bfcl_folder
+
+    path = write_jsonl(tmp_path / "train.jsonl", [good(i) for i in range(20)])
+    other = write_jsonl(tmp_path / "eval.jsonl", [good(i) for i in range(100, 103)])
+    bfcl_source = f"bfcl:{write_bfcl_folder(tmp_path / 'bfcl') / 'BFCL_v4_parallel.json'}"
+    data = load_datasets(config(path, eval=(bfcl_source,), eval_fraction=0.25), tiny_tok, seed=3)
+    assert [case.id for case in data.bfcl_cases] == ["parallel_0"]
+    assert [e.index for e in data.eval] == EVAL_ROWS  # the held-out split, exactly as without the bfcl source
+    assert (data.train_stats.rows_read, data.eval_stats.rows_read) == (15, 5)
+    data = load_datasets(config(path, eval=(str(other), bfcl_source), eval_fraction=0.25), tiny_tok, seed=3)
+    assert [(e.source, e.index) for e in data.eval] == [(str(other), i) for i in range(3)]
+    assert len(data.train) == 20 and [case.id for case in data.bfcl_cases] == ["parallel_0"]
+    data = load_datasets(config(path, eval=(bfcl_source,)), tiny_tok, seed=3)
+    assert (data.eval, data.eval_conversations, len(data.train)) == ([], [], 20)
+
+
 @pytest.mark.parametrize(("count", "fraction", "held_out"), [(20, 0.25, 5), (20, 0.01, 1), (7, 0.5, 4), (3, 0.0, 0)])
 def test_split_held_out_sizes(count, fraction, held_out):
     items = list(range(count))

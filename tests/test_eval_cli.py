@@ -211,6 +211,21 @@ def test_eval_cli_scores_bfcl_sources_by_bfcls_rules_beside_the_conversations(tr
     assert [(r["generated"], r["correct"], r["too_long"]) for r in records] == [(None, False, True)] * 3
     assert not (short / "predictions.jsonl").exists()
 
+    # bfcl: sources in the config's data.eval (no --data): with data.eval_fraction, the held-out training rows
+    # are evaluated too, as in training.
+    held = tmp_path / "held"
+    argv = [str(trained_run / "config.toml"), "--out", str(held), f"--data.eval={json.dumps(sources[1:])}"]
+    assert eval_main([*argv, "--data.eval_fraction=0.5", "--eval.max_cases=1", "--eval.max_new_tokens=4"]) == 0
+    metrics = json.loads((held / "metrics.json").read_text())
+    assert set(metrics) == METRIC_KEYS | {
+        "bfcl/accuracy",
+        "bfcl/n",
+        "bfcl/too_long",
+        "bfcl/irrelevance",
+        "bfcl/irrelevance/n",
+    }
+    assert (metrics["n"], metrics["bfcl/n"]) == (1, 1)
+
 
 def test_eval_cli_names_a_missing_bfcl_file_before_loading_the_model(trained_run, tmp_path):
     from fcloop.readers import SourceError
