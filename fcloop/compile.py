@@ -2,11 +2,11 @@
 
 Each decoder layer is compiled on its own (not the whole model: the loss, the masks' Python glue and the
 optimizer stay eager, and LoRA dropout under activation checkpointing breaks whole-model capture, peft#3020).
-All layers share one code object (`nn.Module._call_impl`), so dynamo keeps one graph per layer *type*
-(Gemma-2: sliding and full) and per mode (training with grad; evaluation without). Shapes are fixed by the
-loop (rows padded to data.max_seq_len, batches to a fixed number of rows), so nothing else varies; any
-further graph is a recompilation, and past the limit set here it is an error instead of dynamo's silent
-fallback to running the code uncompiled.
+All layers run the same Python code, so dynamo keeps one cache of graphs for them, guarded per layer
+*type* (Gemma-2: sliding and full, when their code paths differ) and per mode (training with grad, evaluation
+without; see GRAPHS_PER_LAYER_TYPE). Shapes are fixed by the loop (rows padded to data.max_seq_len, batches to
+a fixed number of rows), so nothing else varies; any further graph is a recompilation, and past the limit
+set here it is an error instead of dynamo's silent fallback to running the code uncompiled.
 """
 
 from __future__ import annotations
@@ -19,13 +19,18 @@ from torch import nn
 
 from fcloop.config import TrainConfig
 
-# Graphs of one compiled function a run needs: the training and the evaluation variant.
-MODES = 2
+# Graphs of a decoder layer type a run needs: one for training, and two for evaluation. Under activation
+# checkpointing peft makes the embedding output require grad (a forward hook that acts under no_grad too), so in
+# evaluation the first layer's input requires grad and the others' does not: two guards, two graphs.
+GRAPHS_PER_LAYER_TYPE = 3
 
 
-def compile_enabled(config: TrainConfig, device: torch.device) -> bool:
-    """`train.compile`, with `auto` resolved by device: on for CUDA, off on CPU (the CPU tests ask for it)."""
-    return device.type == "cuda" if config.compile == "auto" else config.compile
+def compile_enabled(config: TrainConfig, device: torch.device, sharded: bool = False) -> bool:
+    """`train.compile`, with `auto` resolved: on for CUDA, off on CPU (the CPU tests ask for it), and off under
+    FSDP, where FSDP's hooks would run inside the compiled layers: not tried yet, so only on request."""
+    if config.compile == "auto":
+        return device.type == "cuda" and not sharded
+    return config.compile
 
 
 def layer_types(decoder: nn.Module) -> list[str]:

@@ -29,7 +29,7 @@ from fcloop.checkpoint import (
     save_checkpoint,
 )
 from fcloop.compile import (
-    MODES,
+    GRAPHS_PER_LAYER_TYPE,
     CompileCounter,
     compile_decoder_layers,
     compile_enabled,
@@ -331,12 +331,12 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
     resume_from = find_resume_checkpoint(out_dir, config.checkpoint.resume)
     if resume_from is not None:
         load_adapter(resume_from, model)  # before sharding, while the model holds whole tensors
-    compiled = compile_enabled(train_cfg, device)
+    compiled = compile_enabled(train_cfg, device, world.sharded)
     if compiled:
         torch._dynamo.reset()  # graphs of an earlier run in this process must not count against this run's limit
         decoder = model_parts(model).decoder
-        # Every layer type's graph, for training and for evaluation; the mask builder needs fewer (MODES).
-        set_recompile_limit(len(layer_types(decoder)) * MODES)
+        # Every layer type's graphs, for training and for evaluation; the mask builder needs fewer (two).
+        set_recompile_limit(len(layer_types(decoder)) * GRAPHS_PER_LAYER_TYPE)
         compile_decoder_layers(decoder, train_cfg.compile_backend)
     compile_counter = CompileCounter()
     # Compiled code needs fixed shapes: every row padded to max_seq_len, not to its batch's longest row. One

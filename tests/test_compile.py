@@ -10,7 +10,7 @@ import pytest
 import torch
 from tiny_data import write_tiny_data
 
-from fcloop.compile import compile_enabled
+from fcloop.compile import compile_enabled, set_recompile_limit
 from fcloop.config import load_config
 from fcloop.data import load_datasets
 from fcloop.loop import fixed_batch, train
@@ -48,7 +48,16 @@ def losses(records: list[dict]) -> dict[tuple[int, str], float]:
     return {(r["step"], key): r[key] for r in records for key in ("train/loss", "eval/loss") if key in r}
 
 
-def test_compiled_flex_loop_equals_the_eager_loop_without_recompiling(tmp_path):
+@pytest.fixture
+def dynamo_settings_restored(monkeypatch):
+    """A compiled train() sets dynamo's recompile limit for its process; later tests get the settings back."""
+    for name in ("recompile_limit", "fail_on_recompile_limit_hit"):
+        monkeypatch.setattr(torch._dynamo.config, name, getattr(torch._dynamo.config, name))
+    yield
+    torch._dynamo.reset()
+
+
+def test_compiled_flex_loop_equals_the_eager_loop_without_recompiling(tmp_path, dynamo_settings_restored):
     data = write_tiny_data(tmp_path / "data")
     eager = tiny_run_config(tmp_path / "eager", data, "--model.attn_implementation=eager", "--train.compile=false")
     # aot_eager traces each layer (flex attention included) into a graph and runs it without generating code.
@@ -99,6 +108,18 @@ def test_compile_defaults_to_on_for_cuda_only():
     assert compile_enabled(on, torch.device("cpu")) is True
     off = load_config(None, ["--train.compile=false"]).train
     assert compile_enabled(off, torch.device("cuda")) is False
+    assert compile_enabled(config, torch.device("cuda"), sharded=True) is False
+    assert compile_enabled(on, torch.device("cuda"), sharded=True) is True
+
+
+def test_a_graph_past_the_recompile_limit_is_an_error_not_a_fallback(dynamo_settings_restored):
+    torch._dynamo.reset()
+    set_recompile_limit(2)
+    double = torch.compile(lambda x: x * 2, backend="eager", dynamic=False)
+    double(torch.ones(1))
+    double(torch.ones(2))  # a second graph: within the limit
+    with pytest.raises(Exception, match="recompile_limit"):
+        double(torch.ones(3))
 
 
 def test_compile_accepts_only_auto_true_false():
