@@ -48,6 +48,14 @@ def set_recompile_limit(graphs_needed: int) -> None:
     torch._dynamo.config.fail_on_recompile_limit_hit = True
 
 
+def compile_for_training(decoder: nn.Module, backend: str) -> None:
+    """A fresh compile of `decoder`'s layers for one run, allowed exactly the graphs it needs."""
+    torch._dynamo.reset()  # graphs of an earlier run in this process must not count against this run's limit
+    # The mask builder needs fewer: one for training and one for evaluation.
+    set_recompile_limit(len(layer_types(decoder)) * GRAPHS_PER_LAYER_TYPE)
+    compile_decoder_layers(decoder, backend)
+
+
 def compile_decoder_layers(decoder: nn.Module, backend: str) -> None:
     """Compile every decoder layer in place with fixed shapes (`dynamic=False`: a new shape is a new graph,
     which the fixed-shape batches never produce, rather than a slower shape-generic one)."""

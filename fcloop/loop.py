@@ -28,14 +28,7 @@ from fcloop.checkpoint import (
     rng_states,
     save_checkpoint,
 )
-from fcloop.compile import (
-    GRAPHS_PER_LAYER_TYPE,
-    CompileCounter,
-    compile_decoder_layers,
-    compile_enabled,
-    layer_types,
-    set_recompile_limit,
-)
+from fcloop.compile import CompileCounter, compile_enabled, compile_for_training
 from fcloop.config import Config, TrainConfig, save_config
 from fcloop.data import load_datasets
 from fcloop.distributed import (
@@ -333,11 +326,7 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
         load_adapter(resume_from, model)  # before sharding, while the model holds whole tensors
     compiled = compile_enabled(train_cfg, device, world.sharded)
     if compiled:
-        torch._dynamo.reset()  # graphs of an earlier run in this process must not count against this run's limit
-        decoder = model_parts(model).decoder
-        # Every layer type's graphs, for training and for evaluation; the mask builder needs fewer (two).
-        set_recompile_limit(len(layer_types(decoder)) * GRAPHS_PER_LAYER_TYPE)
-        compile_decoder_layers(decoder, train_cfg.compile_backend)
+        compile_for_training(model_parts(model).decoder, train_cfg.compile_backend)
     compile_counter = CompileCounter()
     # Compiled code needs fixed shapes: every row padded to max_seq_len, not to its batch's longest row. One
     # length, not a few buckets: packed rows are mostly near full (data/packing_efficiency), so buckets would

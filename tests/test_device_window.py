@@ -28,7 +28,7 @@ def test_datasets_is_hidden_by_the_helper_folder():
 def test_training_cli_runs_without_datasets(tmp_path):
     command = [
         sys.executable, "-m", "fcloop.train", "configs/tiny.toml", f"--run.out_dir={tmp_path / 'run'}",
-        "--train.max_steps=1", "--eval.every_steps=0", "--checkpoint.every_steps=0", "--data.max_seq_len=512",
+        "--train.max_steps=1", "--eval.every_steps=0", "--checkpoint.every_steps=0", "--data.max_seq_len=1024",
     ]  # fmt: skip
     result = subprocess.run(command, env=environment(), capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
