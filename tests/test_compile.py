@@ -136,3 +136,14 @@ def test_fixed_batch_pads_rows_and_width_with_padding_that_adds_no_loss():
     assert batch.tokens == 3 and batch.supervised_tokens == 2  # padding rows and columns carry no targets
     assert batch.document_ids.tolist() == [[0, 0, 0, -1, -1, -1, -1, -1]] + [[-1] * 8] * 2
     assert fixed_batch([[doc]], 0, None).input_ids.shape == (1, 3)
+
+
+def test_uncompiled_flex_attention_still_refuses_a_cpu_backward():
+    from torch.nn.attention.flex_attention import flex_attention
+
+    from fcloop.compile import permit_compiled_cpu_flex_backward
+
+    permit_compiled_cpu_flex_backward()  # what a compiled run does; it must not open the uncompiled path
+    query = torch.randn(1, 1, 8, 4, requires_grad=True)
+    with pytest.raises(NotImplementedError, match="does not support backward on CPU"):
+        flex_attention(query, query, query)
