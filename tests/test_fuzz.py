@@ -916,7 +916,7 @@ def _range_cases() -> list[tuple[str, str, str]]:
         ("train.lr", "0"), ("train.lr", "-1e-4"),
         ("train.min_lr_ratio", "1.5"), ("train.min_lr_ratio", "-0.5"),
         ("train.adam_betas", "[]"), ("train.adam_betas", "[0.9, 0.99, 0.999]"), ("train.adam_betas", "[0.9, 1]"),
-        ("train.adam_betas", "[-0.1, 0.9]"),
+        ("train.adam_betas", "[-0.1, 0.9]"), ("train.compile_backend", '""'),
     ]  # fmt: skip
     for section, cls in SECTIONS.items():
         for name, hint in typing.get_type_hints(cls).items():
