@@ -108,7 +108,7 @@ if [ "$DRY_RUN" = 1 ]; then
 	printf '%s\tskipped\t0\n' gpu_check >>"$OUT/parts.tsv"
 	throughput_args=(--config configs/tiny.toml --device cpu --steps 1)
 	smoke_args=(
-		--model.path=tiny:gemma2 --train.precision=fp32 --train.max_steps=2 --train.grad_accum_steps=1
+		--model.path=tiny:gemma2 --data.train=demo:eval --train.precision=fp32 --train.max_steps=2 --train.grad_accum_steps=1
 		--checkpoint.every_steps=1 --eval.every_steps=2 --data.max_seq_len=1024 --data.max_eval_conversations=2
 		--eval.max_cases=1 --eval.max_new_tokens=2
 	)
