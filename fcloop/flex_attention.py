@@ -16,6 +16,8 @@ the masks here carry only which keys are visible; the softcap must not be added 
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from fcloop.model import document_attention_masks
@@ -25,60 +27,83 @@ FULL = "full_attention"
 SLIDING = "sliding_attention"
 
 
-def _document_mask_mod(document_ids: torch.Tensor, position_ids: torch.Tensor, window: int | None):
-    """mask_mod(b, h, q, k) -> bool: same document, causal by position, optionally within the window.
+def _document_mask_mod(document_ids: torch.Tensor, position_ids: torch.Tensor, window: torch.Tensor):
+    """mask_mod(b, h, q, k) -> bool: same document, causal by position, and within `window` positions.
 
-    Positions (not indices) decide causality and the window, exactly as the eager masks do. The diagonal
-    is always visible: a padding row would otherwise see nothing. (Flex would then output zeros rather
-    than NaN, but the diagonal keeps padding outputs identical to the eager path's.)
+    Positions (not indices) decide causality and the window, exactly as the eager masks do. Full-attention
+    layers get a window of the row's length, which every in-row distance is below: one mask function (and
+    one compiled graph) for both layer types, where an optional window would make two. `window` is a 0-d
+    tensor, not an int, for the same reason: a compiled builder specializes on ints. The diagonal is always
+    visible: a padding row would otherwise see nothing. (Flex would then output zeros rather than NaN, but
+    the diagonal keeps padding outputs identical to the eager path's.)
     """
 
     def mask_mod(b, h, q_idx, kv_idx):
         q_doc = document_ids[b, q_idx]
         distance = position_ids[b, q_idx] - position_ids[b, kv_idx]
         visible = (q_doc == document_ids[b, kv_idx]) & (q_doc != PADDING_DOCUMENT) & (distance >= 0)
-        if window is not None:
-            visible = visible & (distance < window)
-        return visible | (q_idx == kv_idx)
+        return visible & (distance < window) | (q_idx == kv_idx)
 
     return mask_mod
 
 
-def document_block_masks(document_ids: torch.Tensor, position_ids: torch.Tensor, model_config) -> dict:
-    """BlockMasks for flex attention on packed rows, one per layer type, keyed like the eager masks.
-
-    document_ids, position_ids: [rows, tokens] as in `fcloop.packing.Batch` (-1 marks padding).
-    """
+def _block_mask(document_ids: torch.Tensor, position_ids: torch.Tensor, window: torch.Tensor, compile_inner: bool):
     from torch.nn.attention.flex_attention import create_block_mask
 
     rows, tokens = document_ids.shape
-    # Compiling the mask builder avoids materializing a dense [rows, T, T] boolean mask; on CPU the plain
-    # vmap path is used, as the masks there are small and inductor's C++ build would cost more.
-    compile_builder = document_ids.device.type == "cuda"
+    return create_block_mask(
+        _document_mask_mod(document_ids, position_ids, window),
+        B=rows,
+        H=None,  # the same mask for every head
+        Q_LEN=tokens,
+        KV_LEN=tokens,
+        device=document_ids.device,
+        _compile=compile_inner,
+    )
 
-    def block_mask(window: int | None):
-        return create_block_mask(
-            _document_mask_mod(document_ids, position_ids, window),
-            B=rows,
-            H=None,  # the same mask for every head
-            Q_LEN=tokens,
-            KV_LEN=tokens,
-            device=document_ids.device,
-            _compile=compile_builder,
-        )
 
-    masks = {FULL: block_mask(None)}
+@functools.cache
+def compiled_block_mask_builder(backend: str):
+    """`_block_mask` compiled once per backend, with fixed shapes: the loop's compiled path. One function
+    object for the whole run, so its graphs (one per batch shape: training and evaluation) are all the
+    compiling it does, instead of a fresh closure compiled per call."""
+    return torch.compile(_block_mask, backend=backend, fullgraph=True, dynamic=False)
+
+
+def document_block_masks(
+    document_ids: torch.Tensor, position_ids: torch.Tensor, model_config, compile_backend: str | None = None
+) -> dict:
+    """BlockMasks for flex attention on packed rows, one per layer type, keyed like the eager masks.
+
+    document_ids, position_ids: [rows, tokens] as in `fcloop.packing.Batch` (-1 marks padding).
+    `compile_backend` builds them with `compiled_block_mask_builder` (train.compile); without it, CUDA
+    compiles create_block_mask's inner function itself (no dense [rows, T, T] boolean mask) and CPU takes the
+    plain vmap path, as the masks there are small and inductor's C++ build would cost more.
+    """
+    tokens = document_ids.shape[1]
+    if compile_backend is None:
+        build = functools.partial(_block_mask, compile_inner=document_ids.device.type == "cuda")
+    else:
+        build = functools.partial(compiled_block_mask_builder(compile_backend), compile_inner=False)
+
+    def window_tensor(window: int) -> torch.Tensor:
+        return torch.tensor(window, dtype=position_ids.dtype, device=position_ids.device)
+
+    masks = {FULL: build(document_ids, position_ids, window_tensor(tokens))}
     window = getattr(model_config, "sliding_window", None)
     if window:
-        masks[SLIDING] = block_mask(int(window))
+        masks[SLIDING] = build(document_ids, position_ids, window_tensor(int(window)))
     return masks
 
 
-def attention_masks_for(batch: Batch, model_config, attn_implementation: str, dtype: torch.dtype) -> dict:
+def attention_masks_for(
+    batch: Batch, model_config, attn_implementation: str, dtype: torch.dtype, compile_backend: str | None = None
+) -> dict:
     """The document-isolating masks in the form `attn_implementation` takes: dense additive masks for eager,
-    BlockMasks for flex attention. `dtype` is the eager masks' dtype (the autocast compute dtype)."""
+    BlockMasks for flex attention (built by a compiled function with `compile_backend`). `dtype` is the
+    eager masks' dtype (the autocast compute dtype)."""
     if attn_implementation == "flex_attention":
-        return document_block_masks(batch.document_ids, batch.position_ids, model_config)
+        return document_block_masks(batch.document_ids, batch.position_ids, model_config, compile_backend)
     if attn_implementation == "eager":
         return document_attention_masks(batch.document_ids, batch.position_ids, model_config, dtype)
     # SDPA cannot softcap (Gemma-2 refuses it) and other kernels would not get a per-document mask here.

@@ -8,6 +8,7 @@ Generation is greedy and batched with left padding and the KV cache; it stops at
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from transformers import GenerationConfig
 
 from fcloop.conversation import Conversation
 from fcloop.gemma_format import END_OF_TURN, assistant_text, render
-from fcloop.model import token_rows_merged
+from fcloop.model import base_config, token_rows_merged
 from fcloop.scoring import aggregate, cut_at_stop_marker, score_case
 
 TOOLS_OPEN, TOOLS_CLOSE = "<tools>", "</tools>"
@@ -204,6 +205,24 @@ def _generation_config(tokenizer, max_new_tokens: int, stop_ids: list[int]) -> G
     )
 
 
+@contextlib.contextmanager
+def eager_uncompiled(model):
+    """Generation's own attention path: eager attention (with the KV cache) and nothing compiled.
+
+    Training may run flex attention inside compiled decoder layers with fixed shapes; decoding one token at
+    a time against a growing cache has other shapes every step and transformers would build its own flex
+    masks, so running those compiled functions here would recompile them until the limit, evicting nothing
+    useful and costing minutes. Eager attention is exact for Gemma-2's softcap and cheap at decode sizes."""
+    config = base_config(model)
+    training_attention = config._attn_implementation
+    config._attn_implementation = "eager"
+    try:
+        with torch.compiler.set_stance("force_eager"):
+            yield
+    finally:
+        config._attn_implementation = training_attention
+
+
 @torch.no_grad()
 def generate(
     model,
@@ -230,7 +249,7 @@ def generate(
     was_training = model.training
     model.eval()
     try:
-        with token_rows_merged(model):
+        with token_rows_merged(model), eager_uncompiled(model):
             for start in range(0, len(order), batch_size):
                 chunk = order[start : start + batch_size]
                 input_ids, attention_mask = left_pad([encoded[i] for i in chunk], tokenizer.pad_token_id)

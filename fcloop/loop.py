@@ -29,6 +29,7 @@ from fcloop.checkpoint import (
     rng_states,
     save_checkpoint,
 )
+from fcloop.compile import CompileCounter, compile_enabled, compile_for_training
 from fcloop.config import Config, TrainConfig, save_config
 from fcloop.data import load_datasets
 from fcloop.distributed import (
@@ -92,13 +93,21 @@ def autocast(device: torch.device, precision: str):
 
 
 def forward_loss(
-    model, batch: Batch, precision: str, device: torch.device, recompute_logits: bool = True
+    model,
+    batch: Batch,
+    precision: str,
+    device: torch.device,
+    recompute_logits: bool = True,
+    mask_compile_backend: str | None = None,
 ) -> tuple[torch.Tensor, int]:
-    """(summed NLL over the batch's supervised targets, their count), documents isolated by the mask."""
+    """(summed NLL over the batch's supervised targets, their count), documents isolated by the mask.
+    `mask_compile_backend`: build flex block masks with the compiled builder (train.compile)."""
     parts = model_parts(model)
     mask_dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     model_config = base_config(model)
-    masks = attention_masks_for(batch, model_config, model_config._attn_implementation, mask_dtype)
+    masks = attention_masks_for(
+        batch, model_config, model_config._attn_implementation, mask_dtype, mask_compile_backend
+    )
     with autocast(device, precision):
         hidden = parts.decoder(
             input_ids=batch.input_ids, position_ids=batch.position_ids, attention_mask=masks
@@ -109,6 +118,16 @@ def forward_loss(
 
 
 LossFn = Callable[[torch.nn.Module, Batch, str, torch.device], tuple[torch.Tensor, int]]
+
+
+def fixed_batch(rows: Sequence[Sequence[Encoded]], pad_id: int, shape: tuple[int, int] | None) -> Batch:
+    """`collate(rows)`, or with `shape` = (rows, tokens) padded to exactly that shape, as compiled code needs
+    (one graph, no recompilation per width). Added rows are all padding: their targets are ignored, so they
+    add nothing to the loss or its gradient."""
+    if shape is None:
+        return collate(rows, pad_id)
+    row_count, tokens = shape
+    return collate([*rows, *[[]] * (row_count - len(rows))], pad_id, pad_to=tokens)
 
 
 @torch.no_grad()
@@ -123,22 +142,26 @@ def evaluate_loss(
     pad_id: int,
     world: World | None = None,
     loss_fn: LossFn | None = None,
+    fixed_shape: bool = False,
 ) -> float | None:
-    """Token-weighted mean NLL over every supervised token of the eval set (each rank takes a share)."""
+    """Token-weighted mean NLL over every supervised token of the eval set (each rank takes a share).
+    `fixed_shape`: every batch is `batch_size` rows of `capacity` tokens (compiled code; see `fixed_batch`)."""
     world = world or World()
     loss_fn = loss_fn or forward_loss
     was_training = model.training
     model.eval()
     all_rows = plan_rows([len(e) for e in examples], capacity, packing, seed=0, epoch=0)
     rows = shard(all_rows, world)
+    shape = (batch_size, capacity) if fixed_shape else None
     total, count = 0.0, 0
     for start in range(0, len(rows), batch_size):
-        batch = collate([[examples[i] for i in row] for row in rows[start : start + batch_size]], pad_id).to(device)
-        loss_sum, supervised = loss_fn(model, batch, precision, device)
+        chosen = [[examples[i] for i in row] for row in rows[start : start + batch_size]]
+        loss_sum, supervised = loss_fn(model, fixed_batch(chosen, pad_id, shape).to(device), precision, device)
         total += float(loss_sum)
         count += supervised
     for _ in range(padding_passes(len(rows), len(all_rows), batch_size, world)):
-        loss_fn(model, collate([[examples[i] for i in all_rows[0]]], pad_id).to(device), precision, device)
+        padding_batch = fixed_batch([[examples[i] for i in all_rows[0]]], pad_id, shape)
+        loss_fn(model, padding_batch.to(device), precision, device)
     model.train(was_training)
     total, count = sum_scalars([total, float(count)], world)
     return total / count if count else None  # None: nothing to measure (data.eval holds only bfcl: sources)
@@ -304,8 +327,20 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
     resume_from = find_resume_checkpoint(out_dir, config.checkpoint.resume)
     if resume_from is not None:
         load_adapter(resume_from, model)  # before sharding, while the model holds whole tensors
+    compiled = compile_enabled(train_cfg, device, world.sharded)
+    if compiled:
+        compile_for_training(model_parts(model).decoder, train_cfg.compile_backend)
+    compile_counter = CompileCounter()
+    # Compiled code needs fixed shapes: every row padded to max_seq_len, not to its batch's longest row. One
+    # length, not a few buckets: packed rows are mostly near full (data/packing_efficiency), so buckets would
+    # save little, and each would add a graph per layer type and mode.
+    micro_shape = (train_cfg.micro_batch_size, config.data.max_seq_len) if compiled else None
     # `runner` is what the loss and eval passes call: the model itself, or FSDP's root around it.
-    model_loss = functools.partial(forward_loss, recompute_logits=train_cfg.recompute_logits)
+    model_loss = functools.partial(
+        forward_loss,
+        recompute_logits=train_cfg.recompute_logits,
+        mask_compile_backend=train_cfg.compile_backend if compiled else None,
+    )
     runner, loss_fn = (
         (fully_shard_model(model, model_loss), root_forward_loss) if world.sharded else (model, model_loss)
     )
@@ -340,14 +375,18 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
         say(warning)
 
     def run_eval(step: int) -> None:
-        eval_loss = evaluate_loss(
-            runner, data.eval, config.data.max_seq_len, config.data.packing, config.eval.batch_size,
-            train_cfg.precision, device, tokenizer.pad_token_id, world, loss_fn,
-        )  # fmt: skip
+        with compile_counter.phase("eval"):
+            eval_loss = evaluate_loss(
+                runner, data.eval, config.data.max_seq_len, config.data.packing, config.eval.batch_size,
+                train_cfg.precision, device, tokenizer.pad_token_id, world, loss_fn, fixed_shape=compiled,
+            )  # fmt: skip
         values: dict[str, float | int | None] = {"eval/loss": eval_loss}
         # Rank 0 generates; under FSDP every rank must join each layer's gathering, so all generate the same.
         if cases and (world.is_main or world.sharded):
-            with root_gathered(runner) if world.sharded else contextlib.nullcontext(model) as whole_model:
+            # Generation runs uncompiled with eager attention (fcloop.generation.generate): it compiles nothing,
+            # so a graph here would be a recompilation of the training graphs' functions.
+            gathered = root_gathered(runner) if world.sharded else contextlib.nullcontext(model)
+            with gathered as whole_model, compile_counter.phase("generate", compiles=False):
                 scores, predictions = evaluate_tool_calls(
                     whole_model, tokenizer, cases, config.data.think_instruction, config.eval.max_new_tokens,
                     config.eval.batch_size, device, synced_ranks=world.sharded,
@@ -357,7 +396,8 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
             if world.is_main:  # every case, to read what the model did (TensorBoard shows the first few)
                 write_predictions(out_dir / "eval" / f"predictions_step_{step:06d}.jsonl", predictions)
         if data.bfcl_cases and (world.is_main or world.sharded):  # BFCL's cases, scored by its rules
-            with root_gathered(runner) if world.sharded else contextlib.nullcontext(model) as whole_model:
+            gathered = root_gathered(runner) if world.sharded else contextlib.nullcontext(model)
+            with gathered as whole_model, compile_counter.phase("generate", compiles=False):
                 bfcl_scores, bfcl_records = evaluate_bfcl(
                     whole_model, tokenizer, data.bfcl_cases, config.data.think_instruction,
                     config.eval.max_new_tokens, config.eval.batch_size, device, bfcl_limit, synced_ranks=world.sharded,
@@ -365,6 +405,8 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
             values.update(bfcl_scores)
             if world.is_main:
                 write_predictions(out_dir / "eval" / f"bfcl_predictions_step_{step:06d}.jsonl", bfcl_records)
+        if compiled:
+            values.update(compile_counter.metrics())
         logger.log(step, values)
         note(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, float)))
 
@@ -391,15 +433,16 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
             step_tokens = sum(len(doc) for row in rows for doc in row)
             local_rows = shard(rows, world)
             micro_batches = [
-                collate(local_rows[i : i + train_cfg.micro_batch_size], tokenizer.pad_token_id)
+                fixed_batch(local_rows[i : i + train_cfg.micro_batch_size], tokenizer.pad_token_id, micro_shape)
                 for i in range(0, len(local_rows), train_cfg.micro_batch_size)
             ]
             padding = padding_passes(len(local_rows), len(rows), train_cfg.micro_batch_size, world)
-            loss, grad_norm = train_step(
-                runner, optimizer, parameters, micro_batches, train_cfg.precision, train_cfg.max_grad_norm, device,
-                loss_fn=loss_fn, world=world, supervised_tokens=step_supervised,
-                padding_batches=[collate(rows[:1], tokenizer.pad_token_id)] * padding if padding else [],
-            )  # fmt: skip
+            with compile_counter.phase("train"):
+                loss, grad_norm = train_step(
+                    runner, optimizer, parameters, micro_batches, train_cfg.precision, train_cfg.max_grad_norm,
+                    device, loss_fn=loss_fn, world=world, supervised_tokens=step_supervised,
+                    padding_batches=[fixed_batch(rows[:1], tokenizer.pad_token_id, micro_shape)] * padding,
+                )  # fmt: skip
             if not (math.isfinite(loss) and math.isfinite(grad_norm)):
                 if train_cfg.on_nonfinite == "stop":
                     raise FloatingPointError(
@@ -428,6 +471,7 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
                     "train/skipped_steps": state.skipped_steps,
                     "data/packing_efficiency": efficiency,
                     "memory/peak_gib": peak_memory_gib(device),
+                    **(compile_counter.metrics() if compiled else {}),
                 }
                 logger.log(state.step, metrics)
             if evaluate and (state.step % config.eval.every_steps == 0 or state.step == total_steps):

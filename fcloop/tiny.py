@@ -1,4 +1,5 @@
-"""A tiny random-init Gemma-2-architecture model and a tiny tokenizer, for fast CPU tests.
+"""Random-init models that need no download: a tiny Gemma-2 for fast CPU tests, gemma-2-2b's architecture
+for the CUDA smoke run (configs/gpu_smoke.toml), and a tiny tokenizer for both.
 
 The tokenizer is a byte-level BPE trained on a fixed built-in text, so it is the same on every machine and
 needs no download; it has Gemma's control tokens (`<pad>`, `<eos>`, `<bos>`, `<start_of_turn>`,
@@ -10,6 +11,8 @@ from __future__ import annotations
 from transformers import Gemma2Config, PreTrainedTokenizerFast
 
 TINY_PATH = "tiny:gemma2"
+RANDOM_GEMMA2_2B_PATH = "random:gemma2-2b"
+GEMMA2_VOCAB = 256000
 CONTROL_TOKENS = ("<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>")
 
 # Varied English, JSON and tool-call text; the merges it teaches make multi-character tokens that cross
@@ -75,3 +78,32 @@ def tiny_model_config(vocab_size: int) -> Gemma2Config:
         bos_token_id=2,
         tie_word_embeddings=True,
     )
+
+
+def gemma2_2b_config(vocab_size: int) -> Gemma2Config:
+    """google/gemma-2-2b's architecture (ANCHORS section 3) with at least its 256000-row vocabulary, so the
+    embedding, the lm_head and the loss have their real sizes even with the tiny tokenizer."""
+    return Gemma2Config(
+        vocab_size=max(vocab_size, GEMMA2_VOCAB),
+        hidden_size=2304,
+        intermediate_size=9216,
+        num_hidden_layers=26,
+        num_attention_heads=8,
+        num_key_value_heads=4,
+        head_dim=256,
+        hidden_activation="gelu_pytorch_tanh",
+        max_position_embeddings=8192,
+        rms_norm_eps=1e-6,
+        query_pre_attn_scalar=256,
+        sliding_window=4096,
+        attn_logit_softcapping=50.0,
+        final_logit_softcapping=30.0,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=2,
+        tie_word_embeddings=True,
+    )
+
+
+RANDOM_MODEL_CONFIGS = {TINY_PATH: tiny_model_config, RANDOM_GEMMA2_2B_PATH: gemma2_2b_config}
+"""model.path values that build a random-init model (weights from run.seed) with the tiny tokenizer."""

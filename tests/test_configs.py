@@ -13,11 +13,11 @@ from fcloop.readers import LOCAL_SUFFIXES, parse_hub_id, resolve_source
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 CONFIGS = sorted(CONFIG_DIR.glob("*.toml"))
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
-MODEL_SCHEMES = ("tiny:gemma2", "pypi:gemma3-270m")
+MODEL_SCHEMES = ("tiny:gemma2", "pypi:gemma3-270m", "random:gemma2-2b")
 
 
 def test_the_known_configs_are_found():
-    assert {"demo.toml", "gemma.toml", "tiny.toml"} <= {path.name for path in CONFIGS}
+    assert {"demo.toml", "gemma.toml", "tiny.toml", "gpu_smoke.toml"} <= {path.name for path in CONFIGS}
 
 
 def source_problem(source: str) -> str | None:
@@ -48,6 +48,7 @@ def test_config_loads_and_names_valid_sources(path, tmp_path):
         ("demo.toml", ("demo:train",), ("demo:eval",), "pypi:gemma3-270m"),
         ("tiny.toml", ("demo:eval",), (), "tiny:gemma2"),
         ("gemma.toml", ("Jofthomas/hermes-function-calling-thinking-V1",), (), "google/gemma-2-2b-it"),
+        ("gpu_smoke.toml", ("demo:train",), ("demo:eval",), "random:gemma2-2b"),
     ],
 )
 def test_known_config_sources(name, train, eval, model):

@@ -14,6 +14,7 @@ import decimal
 import json
 import random
 import re
+import tomllib
 import typing
 from pathlib import Path
 from typing import Any, Literal
@@ -838,12 +839,19 @@ ALL_KEYS = [(section, f.name) for section, cls in SECTIONS.items() for f in data
 TABLE, DATE = "{ a = 1 }", "1979-05-27T07:32:00Z"
 
 
+def _is_choice(toml_value: str, choices: tuple) -> bool:
+    value = tomllib.loads(f"value = {toml_value}")["value"]
+    return any(type(value) is type(choice) and value == choice for choice in choices)
+
+
 def wrong_values(expected: Any) -> list[str]:
     """TOML literals of the wrong type for a field of the `expected` type."""
     origin = typing.get_origin(expected)
     if origin is Literal:
         args = typing.get_args(expected)
-        return ['"not-a-choice"', "3", "true", f'"{str(args[0]).upper()} "', TABLE, DATE]
+        candidates = ['"not-a-choice"', "3", "true", "1", '"true"', f'"{str(args[0]).upper()} "', TABLE, DATE]
+        # A choice may itself be a bool (train.compile = "auto" | true | false): never offer a valid one.
+        return [value for value in candidates if not _is_choice(value, args)]
     if origin is tuple:
         item = typing.get_args(expected)[0]
         return ["3", "true", TABLE, "[[1]]", '["x"]' if item is float else "[1]", DATE]
@@ -908,7 +916,7 @@ def _range_cases() -> list[tuple[str, str, str]]:
         ("train.lr", "0"), ("train.lr", "-1e-4"),
         ("train.min_lr_ratio", "1.5"), ("train.min_lr_ratio", "-0.5"),
         ("train.adam_betas", "[]"), ("train.adam_betas", "[0.9, 0.99, 0.999]"), ("train.adam_betas", "[0.9, 1]"),
-        ("train.adam_betas", "[-0.1, 0.9]"),
+        ("train.adam_betas", "[-0.1, 0.9]"), ("train.compile_backend", '""'),
     ]  # fmt: skip
     for section, cls in SECTIONS.items():
         for name, hint in typing.get_type_hints(cls).items():

@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# One GPU window, at most 8 minutes in all: the environment, the flex-vs-eager gradient check
+# (benchmarks/gpu_check.py), the throughput benchmark's default set and the gpu_smoke training run (interrupted
+# and resumed), each under its own `timeout`; a part that fails or runs out of time is reported and the next
+# one runs; the exit status is 1 if any part failed. Everything goes to $OUT (default ./device_window_out): device_window.log (all output), env.txt,
+# parts.tsv (part, exit status, seconds), gpu_check.json, throughput.json/.md, gpu_smoke.json and
+# gpu_smoke_metrics.jsonl; the smoke run's own folder (checkpoints) stays in $SMOKE_RUN_DIR.
+#
+#   PYTHONPATH=. bash benchmarks/device_window.sh      # needs no network and no `datasets`
+#   DEVICE_WINDOW_DRY_RUN=1 bash benchmarks/device_window.sh   # the same on CPU with the tiny model (tests)
+#
+# If a folder .whl/ holds wheels, they are installed to /tmp/site first and put on PYTHONPATH (for packages
+# the GPU machine lacks; see /work/.library/device/README.md where that machine is lent).
+set -u
+cd "$(dirname "$0")/.."
+OUT=${OUT:-device_window_out}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+PYTHON=${PYTHON:-python3}
+DRY_RUN=${DEVICE_WINDOW_DRY_RUN:-0}
+SMOKE_RUN_DIR=${SMOKE_RUN_DIR:-$(mktemp -d)/gpu_smoke_run}
+LOG=$OUT/device_window.log
+TOTAL_SECONDS=470 # 8 minutes less the few seconds `timeout -k` may add to a part that must be killed
+# Each part's limit (seconds; estimates until a window has measured them). The smoke run compiles twice (its
+# resumed half compiles afresh, as a new process would, though inductor's caches make that faster).
+GPU_CHECK_SECONDS=${GPU_CHECK_SECONDS:-90}
+THROUGHPUT_SECONDS=${THROUGHPUT_SECONDS:-200}
+SMOKE_SECONDS=${SMOKE_SECONDS:-170}
+: >"$LOG"
+: >"$OUT/parts.tsv"
+
+say() { echo "[device_window] $*" | tee -a "$LOG"; }
+
+# part NAME SECONDS COMMAND...: run COMMAND under `timeout`, its output to the log and the terminal; the limit is
+# SECONDS or what is left of TOTAL_SECONDS, whichever is less.
+part() {
+	local name=$1 budget=$2 left=$((TOTAL_SECONDS - SECONDS))
+	shift 2
+	local limit=$((budget < left ? budget : left))
+	if ((limit < 5)); then
+		say "$name: skipped, the window's $TOTAL_SECONDS s are spent"
+		printf '%s\tskipped\t0\n' "$name" >>"$OUT/parts.tsv"
+		return
+	fi
+	say "$name (limit ${limit} s): $*"
+	local started=$SECONDS
+	timeout -k 5 "$limit" "$@" 2>&1 | tee -a "$LOG"
+	local status=${PIPESTATUS[0]}
+	local took=$((SECONDS - started))
+	if ((status == 124 || status == 137)); then
+		say "$name: TIMED OUT after $took s"
+	else
+		say "$name: exit $status after $took s"
+	fi
+	printf '%s\t%s\t%s\n' "$name" "$status" "$took" >>"$OUT/parts.tsv"
+}
+
+# The environment's facts to env.txt (each command under its own timeout: this is not a part of its own).
+environment() {
+	local started=$SECONDS
+	{
+		echo "date: $(date -u +%FT%TZ)"
+		echo "host: $(uname -srm)"
+		if command -v nvidia-smi >/dev/null; then
+			timeout 10 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
+			timeout 10 nvidia-smi
+		else
+			echo "nvidia-smi: not found"
+		fi
+		timeout 30 "$PYTHON" - <<'PY'
+import importlib.metadata as metadata
+import platform
+
+print("python", platform.python_version())
+for name in ("torch", "transformers", "peft", "safetensors", "tqdm", "tensorboard", "datasets"):
+    try:
+        print(name, metadata.version(name))
+    except metadata.PackageNotFoundError:
+        print(name, "not installed")
+try:
+    import datasets  # noqa: F401
+except ImportError:
+    print("datasets importable: no")
+else:
+    print("datasets importable: yes")
+import torch
+
+print("cuda available", torch.cuda.is_available(), "cuda", torch.version.cuda)
+if torch.cuda.is_available():
+    print("device", torch.cuda.get_device_name(0), "capability", torch.cuda.get_device_capability(0))
+PY
+	} >"$OUT/env.txt" 2>&1
+	tee -a "$LOG" <"$OUT/env.txt"
+	printf '%s\t%s\t%s\n' env 0 $((SECONDS - started)) >>"$OUT/parts.tsv"
+}
+
+if [ -d .whl ] && compgen -G ".whl/*.whl" >/dev/null; then
+	say "installing the wheels of .whl/ to /tmp/site"
+	"$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl &&
+		export PYTHONPATH="/tmp/site:$PYTHONPATH"
+fi
+
+environment
+
+if [ "$DRY_RUN" = 1 ]; then
+	say "dry run: CPU, tiny model; the GPU gradient check is skipped"
+	printf '%s\tskipped\t0\n' gpu_check >>"$OUT/parts.tsv"
+	throughput_args=(--config configs/tiny.toml --device cpu --steps 1)
+	smoke_args=(
+		--model.path=tiny:gemma2 --data.train=demo:eval --train.precision=fp32 --train.max_steps=2 --train.grad_accum_steps=1
+		--checkpoint.every_steps=1 --eval.every_steps=2 --data.max_seq_len=1024 --data.max_eval_conversations=2
+		--eval.max_cases=1 --eval.max_new_tokens=2
+	)
+else
+	if [ -f benchmarks/gpu_check.py ]; then
+		part gpu_check "$GPU_CHECK_SECONDS" "$PYTHON" -m benchmarks.gpu_check --json "$OUT/gpu_check.json"
+	else
+		say "gpu_check: benchmarks/gpu_check.py is missing; skipped"
+		printf '%s\tmissing\t0\n' gpu_check >>"$OUT/parts.tsv"
+	fi
+	throughput_args=()
+	smoke_args=()
+fi
+
+part throughput "$THROUGHPUT_SECONDS" "$PYTHON" -m benchmarks.throughput "${throughput_args[@]}" --json "$OUT/throughput.json"
+part gpu_smoke "$SMOKE_SECONDS" "$PYTHON" -m benchmarks.gpu_smoke "${smoke_args[@]}" --run.out_dir="$SMOKE_RUN_DIR" \
+	--json "$OUT/gpu_smoke.json"
+if [ -f "$SMOKE_RUN_DIR/metrics.jsonl" ]; then
+	cp "$SMOKE_RUN_DIR/metrics.jsonl" "$OUT/gpu_smoke_metrics.jsonl"
+fi
+
+say "parts (name, exit status, seconds), $SECONDS s in all:"
+tee -a "$LOG" <"$OUT/parts.tsv"
+if awk -F'\t' '$2 != "0" && $2 != "skipped" && $2 != "missing" { failed = 1 } END { exit !failed }' "$OUT/parts.tsv"; then
+	say "some parts failed"
+	exit 1
+fi
