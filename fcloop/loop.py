@@ -44,7 +44,7 @@ from fcloop.distributed import (
 )
 from fcloop.flex_attention import attention_masks_for
 from fcloop.generation import build_cases, evaluate_tool_calls, too_long_warning, write_predictions
-from fcloop.loss import supervised_cross_entropy
+from fcloop.loss import DEFAULT_CHUNK_SIZE, supervised_cross_entropy
 from fcloop.metrics import MetricsLogger, NullLogger
 from fcloop.model import (
     add_token_rows,
@@ -91,9 +91,15 @@ def autocast(device: torch.device, precision: str):
 
 
 def forward_loss(
-    model, batch: Batch, precision: str, device: torch.device, recompute_logits: bool = True
+    model,
+    batch: Batch,
+    precision: str,
+    device: torch.device,
+    recompute_logits: bool = True,
+    loss_chunk_tokens: int = DEFAULT_CHUNK_SIZE,
 ) -> tuple[torch.Tensor, int]:
-    """(summed NLL over the batch's supervised targets, their count), documents isolated by the mask."""
+    """(summed NLL over the batch's supervised targets, their count), documents isolated by the mask; the
+    loss's logits are computed `loss_chunk_tokens` supervised tokens at a time."""
     parts = model_parts(model)
     mask_dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     model_config = base_config(model)
@@ -103,7 +109,12 @@ def forward_loss(
             input_ids=batch.input_ids, position_ids=batch.position_ids, attention_mask=masks
         ).last_hidden_state
         return supervised_cross_entropy(
-            hidden, batch.target_ids, parts.lm_head, parts.final_logit_softcap, recompute=recompute_logits
+            hidden,
+            batch.target_ids,
+            parts.lm_head,
+            parts.final_logit_softcap,
+            chunk_size=loss_chunk_tokens,
+            recompute=recompute_logits,
         )
 
 
@@ -302,7 +313,9 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
     if resume_from is not None:
         load_adapter(resume_from, model)  # before sharding, while the model holds whole tensors
     # `runner` is what the loss and eval passes call: the model itself, or FSDP's root around it.
-    model_loss = functools.partial(forward_loss, recompute_logits=train_cfg.recompute_logits)
+    model_loss = functools.partial(
+        forward_loss, recompute_logits=train_cfg.recompute_logits, loss_chunk_tokens=train_cfg.loss_chunk_tokens
+    )
     runner, loss_fn = (
         (fully_shard_model(model, model_loss), root_forward_loss) if world.sharded else (model, model_loss)
     )
