@@ -202,14 +202,15 @@ def test_loss_chunk_size_changes_neither_loss_nor_gradients_and_bounds_the_logit
     logits_rows = []
     parts.lm_head.register_forward_hook(lambda module, args, output: logits_rows.append(output.shape[0]))
     results = {}
+    saved_shapes = []
+
+    def keep_shape(tensor):
+        saved_shapes.append(tuple(tensor.shape))
+        return tensor
+
     for chunk in (5, 64, 1_000_000):
         logits_rows.clear()
-        saved_shapes = []
-
-        def keep_shape(tensor):
-            saved_shapes.append(tuple(tensor.shape))
-            return tensor
-
+        saved_shapes.clear()
         # Outside the checkpointed chunks, nothing of vocabulary width may be kept for backward.
         with torch.autograd.graph.saved_tensors_hooks(keep_shape, lambda tensor: tensor):
             total, count = forward_loss(model, batch, "fp32", CPU, loss_chunk_tokens=chunk)
