@@ -128,9 +128,12 @@ def apply_lora(
 ) -> nn.Module:
     """Wrap with peft LoRA from [lora]; new-token rows (and the rows of `existing_token_ids`, from
     lora.train_token_rows) train through peft's trainable tokens: only those rows are trained and saved,
-    also through the tied lm_head."""
+    also through the tied lm_head. Their layers compute sparsely (`fcloop.token_rows`): no full-matrix copy
+    or gradient per forward, the same numbers and the same saved adapter as peft's own."""
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
+
+    from fcloop.token_rows import use_sparse_token_rows
 
     token_rows = [*(new_token_ids if config.train_new_token_rows else []), *existing_token_ids]
 
@@ -143,7 +146,9 @@ def apply_lora(
         bias="none",
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, peft_config)
+    model = get_peft_model(model, peft_config)
+    use_sparse_token_rows(model)
+    return model
 
 
 def is_selected_trainable(name: str) -> bool:
