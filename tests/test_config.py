@@ -25,8 +25,8 @@ from fcloop.config import (
 SECTION_NAMES = "run, model, data, train, lora, eval, checkpoint"
 TRAIN_KEYS = (
     "micro_batch_size, grad_accum_steps, max_steps, epochs, lr, warmup_steps, schedule, min_lr_ratio, "
-    "weight_decay, adam_betas, max_grad_norm, precision, activation_checkpointing, recompute_logits, loss_chunk_tokens, data_parallel, "
-    "log_every_steps, "
+    "weight_decay, adam_betas, max_grad_norm, precision, activation_checkpointing, recompute_logits, "
+    "loss_chunk_tokens, data_parallel, log_every_steps, "
     "on_nonfinite"
 )
 

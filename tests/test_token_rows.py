@@ -117,7 +117,7 @@ class NewTensorShapes(TorchDispatchMode):
 
 @pytest.mark.parametrize("sparse", [True, False])
 def test_no_vocab_by_hidden_tensor_in_forward_or_backward(tiny_tok, sparse):
-    model, selected = trainable_model(tiny_tok, sparse=sparse)
+    model, _ = trainable_model(tiny_tok, sparse=sparse)
     (batch,) = batches(tiny_tok, 1)
     full_matrix = tuple(model.get_base_model().model.embed_tokens.token_adapter.base_layer.weight.shape)
     with NewTensorShapes() as recorder:
@@ -130,16 +130,19 @@ def test_no_vocab_by_hidden_tensor_in_forward_or_backward(tiny_tok, sparse):
         assert "aten.index_copy.default" in made
 
 
+def three_steps(tokenizer, sparse: bool) -> tuple[list, list, dict]:
+    """(loss and gradient norm per step, each step's clipped gradients as the optimizer gets them, final weights)."""
+    model, selected = trainable_model(tokenizer, sparse=sparse)
+    parameters = [p for _, p in selected]
+    optimizer = torch.optim.AdamW(parameter_groups(selected, 0.1), lr=1e-3)
+    gradients = []
+    optimizer.register_step_pre_hook(lambda *_: gradients.append([p.grad.clone() for p in parameters]))
+    losses = [train_step(model, optimizer, parameters, [batch], "fp32", 1.0, CPU) for batch in batches(tokenizer, 3)]
+    return losses, gradients, {name: p.detach().clone() for name, p in selected}
+
+
 def test_training_steps_equal_the_peft_path(tiny_tok):
-    runs = {}
-    for sparse in (True, False):
-        model, selected = trainable_model(tiny_tok, sparse=sparse)
-        parameters = [p for _, p in selected]
-        optimizer = torch.optim.AdamW(parameter_groups(selected, 0.1), lr=1e-3)
-        gradients = []  # each step's (clipped) gradients, as the optimizer receives them
-        optimizer.register_step_pre_hook(lambda *_: gradients.append([p.grad.clone() for p in parameters]))
-        losses = [train_step(model, optimizer, parameters, [batch], "fp32", 1.0, CPU) for batch in batches(tiny_tok, 3)]
-        runs[sparse] = (losses, gradients, {name: p.detach().clone() for name, p in selected})
+    runs = {sparse: three_steps(tiny_tok, sparse) for sparse in (True, False)}
     (sparse_losses, sparse_grads, sparse_final), (peft_losses, peft_grads, peft_final) = runs[True], runs[False]
     assert sparse_final.keys() == peft_final.keys()
     assert any("trainable_tokens_delta" in name for name in sparse_final)
