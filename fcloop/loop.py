@@ -42,7 +42,7 @@ from fcloop.distributed import (
     sum_gradients,
     sum_scalars,
 )
-from fcloop.flex_attention import attention_masks_for
+from fcloop.flex_attention import attention_masks_for, refuse_unfused_flex_under_checkpointing
 from fcloop.generation import build_cases, evaluate_tool_calls, too_long_warning, write_predictions
 from fcloop.loss import DEFAULT_CHUNK_SIZE, supervised_cross_entropy
 from fcloop.metrics import MetricsLogger, NullLogger
@@ -103,6 +103,8 @@ def forward_loss(
     parts = model_parts(model)
     mask_dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     model_config = base_config(model)
+    if model_config._attn_implementation == "flex_attention":
+        refuse_unfused_flex_under_checkpointing(parts.decoder)
     masks = attention_masks_for(batch, model_config, model_config._attn_implementation, mask_dtype)
     with autocast(device, precision):
         hidden = parts.decoder(
