@@ -289,10 +289,14 @@ def trainable_model(config: Config, setting: Setting, device: torch.device):
 
 
 def measure(config: Config, setting: Setting, args: argparse.Namespace, device: torch.device) -> Measurement:
-    torch.manual_seed(config.run.seed)
     # Flex attention is compiled here (by transformers when the layers are not): dynamo's silent fallback to
     # uncompiled code would time the wrong thing (and give wrong gradients under checkpointing), so an error.
-    torch._dynamo.config.fail_on_recompile_limit_hit = True
+    with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
+        return measure_setting(config, setting, args, device)
+
+
+def measure_setting(config: Config, setting: Setting, args: argparse.Namespace, device: torch.device) -> Measurement:
+    torch.manual_seed(config.run.seed)
     if setting.compile:
         torch._dynamo.reset()  # a fresh model: do not count against the previous one's recompile limit
     model, optimizer, parameters = trainable_model(config, setting, device)
