@@ -221,8 +221,9 @@ def save_adapter(model: nn.Module, folder: Path, adapter_state: dict[str, torch.
 @contextlib.contextmanager
 def token_rows_merged(model: nn.Module) -> Iterator[None]:
     """For inference: write the trained new-token rows into the frozen embedding, then restore the original
-    rows bitwise. Unmerged, peft rebuilds the whole [vocab x hidden] matrix on every forward, which dominates
-    each decoding step with Gemma's vocabulary of a quarter million tokens."""
+    rows bitwise. Unmerged, peft's own layer (as `PeftModel.from_pretrained` loads it) rebuilds the whole
+    [vocab x hidden] matrix on every forward, which dominates each decoding step with Gemma's vocabulary of a
+    quarter million tokens; merged, even fcloop's sparse layer's per-call lookups are gone."""
     from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
 
     layers = [m for m in model.modules() if isinstance(m, TrainableTokensLayer) and not m.merged]
