@@ -158,6 +158,7 @@ def test_all_errors_are_collected_in_one_error(tmp_path):
         ("train", "adam_betas", "[0.9]", "must be two numbers in [0, 1), got [0.9]"),
         ("train", "adam_betas", "[0.9, 1]", "must be two numbers in [0, 1), got [0.9, 1.0]"),
         ("eval", "max_new_tokens", "0", "must be > 0, got 0"),
+        ("train", "loss_chunk_tokens", "0", "must be > 0, got 0"),
     ],
 )
 def test_range_checks(tmp_path, section, key, value, problem):
