@@ -1,24 +1,25 @@
 """Training throughput of the real fcloop step, against the step our users run today.
 
-    python -m benchmarks.throughput                        # gemma-2-2b (random weights), full sweep on CUDA
-    python -m benchmarks.throughput --quick                # a few configurations
+    python -m benchmarks.throughput                        # gemma-2-2b (random weights): the GPU-window set
+    python -m benchmarks.throughput --sweep                # the full sweep (hours)
+    python -m benchmarks.throughput --quick                # a few configurations at the config's seq len
     python -m benchmarks.throughput --config configs/tiny.toml --device cpu --steps 3 --json OUT   # CI smoke
 
-The model is gemma-2-2b built from its real config (written out below; random weights, nothing to download),
-or the tiny model with `--config configs/tiny.toml`. Every configuration builds a fresh model the way
+The model is gemma-2-2b built from its real config (benchmarks/models.py; random weights, nothing to
+download), or the tiny model with `--config configs/tiny.toml`. Every configuration builds a fresh model the way
 `fcloop.loop.train` does (new-token rows, activation checkpointing, LoRA, the trainable selection, AdamW)
 and times optimizer steps on packed synthetic rows, after warm-up steps, synchronizing before each reading.
 
-The baseline is the Agents Course recipe's step: the HF model's own forward with labels (full logits, loss
-over every token), eager attention, activation checkpointing, micro-batch 1, rows made by concatenating
-documents without isolation. Its supervised tokens/s counts the tokens our masking would supervise, so
-`speedup_vs_baseline` compares useful work. See benchmarks/README.md for the columns and the MFU formula.
+The baseline is the Agents Course recipe's step: its own LoRA (benchmarks/models.py, no fcloop token rows),
+the HF model's own forward with labels (full logits, loss over every token), eager attention, activation
+checkpointing, micro-batch 1, rows made by concatenating documents without isolation. Its supervised
+tokens/s counts the tokens our masking would supervise, so `speedup_vs_baseline` compares useful work.
+See benchmarks/README.md for the columns, the MFU formula and the GPU-window set.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import gc
 import json
@@ -36,183 +37,42 @@ import torch.nn.functional as F
 import transformers
 from torch import nn
 
+from benchmarks.mfu import (
+    DATASHEET_PEAK_TFLOPS,
+    MatmulCounts,
+    MatmulPeak,
+    document_lengths,
+    matmul_counts,
+    measure_matmul_peak,
+    step_flops,
+    t_eff,
+)
+from benchmarks.models import NEW_TOKENS, adamw, base_model, compile_decoder_layers, recipe_lora
 from fcloop import loop
 from fcloop.config import Config, TrainConfig, load_config
 from fcloop.flex_attention import attention_masks_for
 from fcloop.loop import autocast, forward_loss
-from fcloop.model import (
-    LORA_PARAMETER_MARKERS,
-    add_token_rows,
-    apply_lora,
-    base_config,
-    load_model,
-    load_tokenizer,
-    model_parts,
-    parameter_groups,
-    select_trainable,
-)
-from fcloop.packing import PADDING_DOCUMENT, Batch, best_fit_decreasing, collate, shifted_targets
-from fcloop.tiny import TINY_PATH
-from fcloop.tokenization import IGNORE_INDEX, Encoded, prepare_tokenizer
+from fcloop.loss import DEFAULT_CHUNK_SIZE
+from fcloop.model import apply_lora, base_config, select_trainable
+from fcloop.packing import Batch, best_fit_decreasing, collate, shifted_targets
+from fcloop.tokenization import IGNORE_INDEX, Encoded
 
 DEFAULT_CONFIG = "configs/gemma.toml"
-GEMMA2_2B_VOCAB = 256_000
-NEW_TOKENS = 8  # the eight tags fcloop adds: 256000 -> 256008 rows, as in the recipe
 FIRST_ORDINARY_ID = 5  # synthetic text avoids <pad> <eos> <bos> and the first control tokens
 DOCUMENT_LENGTHS = (200, 1500)  # uniform; the recipe truncates at 1500 tokens
 SUPERVISED_SHARE = 3  # the trailing 1/3 of each document is supervised, like an assistant turn ending it
 RECIPE_SEQ_LEN = 1500  # the recipe's max_length
 CPU_MAX_SEQ_LEN = 512  # eager attention's T x T tensors make 2048-token rows take many seconds a step on 2 cores
-DEFAULT_PEAK_TFLOPS = 800.0  # dense bf16 measured on the project's H100s (ANCHORS section 5)
+WINDOW_SEQ_LEN = 4096  # the GPU-window set's row length
+LEAN_LOSS_CHUNK_TOKENS = 256  # the lean configuration's loss chunk: ~1 GB of fp32 logits work instead of ~4-5
+MATMUL_SIZE = {"cuda": 8192, "cpu": 512}  # the peak's square matmul; 8192^3 would take minutes on a CPU
 ATTENTIONS = ("eager", "flex_attention")
 LOSSES = ("chunked", "full_logits")
 
 LossFn = Callable[[nn.Module, Batch, str, torch.device], tuple[torch.Tensor, int]]
 
 
-# --- the model -------------------------------------------------------------------------------------------
-
-
-def gemma2_2b_config(attn_implementation: str) -> transformers.Gemma2Config:
-    """google/gemma-2-2b's architecture (ANCHORS section 3), written out so no download is needed."""
-    config = transformers.Gemma2Config(
-        vocab_size=GEMMA2_2B_VOCAB,
-        hidden_size=2304,
-        intermediate_size=9216,
-        num_hidden_layers=26,
-        num_attention_heads=8,
-        num_key_value_heads=4,
-        head_dim=256,
-        hidden_activation="gelu_pytorch_tanh",
-        max_position_embeddings=8192,
-        rms_norm_eps=1e-6,
-        query_pre_attn_scalar=256,
-        sliding_window=4096,
-        attn_logit_softcapping=50.0,
-        final_logit_softcapping=30.0,
-        pad_token_id=0,
-        eos_token_id=1,
-        bos_token_id=2,
-        tie_word_embeddings=True,
-    )
-    config._attn_implementation = attn_implementation
-    config.use_cache = False
-    return config
-
-
-def gemma2_2b_model(attn_implementation: str, dtype: torch.dtype, device: torch.device | str) -> nn.Module:
-    """Random-init gemma-2-2b created directly on `device` (no 10 GB detour through host memory)."""
-    with torch.device(device):
-        return transformers.AutoModelForCausalLM.from_config(gemma2_2b_config(attn_implementation), dtype=dtype)
-
-
-def base_model(config: Config, attention: str, dtype: torch.dtype, device: torch.device) -> tuple[nn.Module, list[int]]:
-    """(frozen base model with the new-token rows added, new token ids): the tiny model through fcloop's own
-    loader and tokenizer, anything else as gemma-2-2b."""
-    if config.model.path == TINY_PATH:
-        tokenizer = load_tokenizer(config.model)
-        new_token_ids = prepare_tokenizer(tokenizer, config.data.think_instruction)
-        model_config = dataclasses.replace(config.model, attn_implementation=attention)
-        model = load_model(model_config, len(tokenizer), dtype, device, config.run.seed)
-        vocab_size = len(tokenizer)
-    elif "gemma-2-2b" in config.model.path:
-        torch.manual_seed(config.run.seed)
-        model = gemma2_2b_model(attention, dtype, device)
-        new_token_ids = list(range(GEMMA2_2B_VOCAB, GEMMA2_2B_VOCAB + NEW_TOKENS))
-        vocab_size = GEMMA2_2B_VOCAB + NEW_TOKENS
-    else:
-        raise SystemExit(f"model.path {config.model.path!r}: the benchmark builds gemma-2-2b or {TINY_PATH!r} only")
-    add_token_rows(model, vocab_size, new_token_ids)
-    return model, new_token_ids
-
-
-def compile_decoder_layers(model: nn.Module) -> None:
-    """torch.compile each decoder layer in place. Per layer, not the whole model: LoRA dropout with activation
-    checkpointing breaks whole-model compile (peft#3020), and the loss, masks and optimizer stay eager."""
-    for layer in model_parts(model).decoder.layers:
-        layer.compile()
-
-
-def adamw(trainable: list[tuple[str, nn.Parameter]], train: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """The optimizer exactly as fcloop.loop.train builds it (fused on CUDA)."""
-    return torch.optim.AdamW(
-        parameter_groups(trainable, train.weight_decay),
-        lr=train.lr,
-        betas=tuple(train.adam_betas),
-        fused=device.type == "cuda",
-    )
-
-
 # --- what one step costs -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MatmulCounts:
-    """Parameters inside matmuls, counted from the built model (frozen base weights and LoRA apart)."""
-
-    body: int  # q k v o gate up down of every decoder layer
-    lm_head: int  # vocab x hidden
-    lora_body: int  # LoRA A and B on the body's projections
-    lora_lm_head: int  # LoRA A and B on lm_head
-    layers: int
-    attention_width: int  # heads x head_dim (2048 on gemma-2-2b, not the hidden size 2304)
-
-
-def matmul_counts(model: nn.Module) -> MatmulCounts:
-    body = lm_head = lora_body = lora_lm_head = 0
-    for name, module in model.named_modules():
-        # LoRA's own A/B are Linear modules too; they are counted below, as parameters that train.
-        if isinstance(module, nn.Linear) and not any(marker in name for marker in LORA_PARAMETER_MARKERS):
-            if "lm_head" in name:
-                lm_head += module.weight.numel()
-            else:
-                body += module.weight.numel()
-    for name, parameter in model.named_parameters():
-        if any(marker in name for marker in LORA_PARAMETER_MARKERS):
-            if "lm_head" in name:
-                lora_lm_head += parameter.numel()
-            else:
-                lora_body += parameter.numel()
-    config = base_config(model)
-    return MatmulCounts(
-        body, lm_head, lora_body, lora_lm_head, config.num_hidden_layers, config.num_attention_heads * config.head_dim
-    )
-
-
-def t_eff(document_lengths: Sequence[int]) -> float:
-    """sum(n_i^2) / sum(n_i): the attention span a token pays for, on average, in document-masked rows."""
-    return sum(n * n for n in document_lengths) / sum(document_lengths)
-
-
-def flops_per_token(counts: MatmulCounts, t_eff_tokens: float, lm_head_fraction: float = 1.0) -> float:
-    """ANCHORS section 5: F = 4*N_mm + 6*N_lora + 6*L*(H*d_head)*T_eff, with the lm_head (and its LoRA)
-    counted on `lm_head_fraction` of the tokens (1.0 = every position, as ANCHORS' 11.2 GFLOP at T=2048).
-
-    4*N: forward and input gradient of the frozen weights (no weight gradient); 6*N_lora: LoRA trains;
-    attention: QK^T and PV, causal, forward 2 + backward 4. Recomputation (activation checkpointing, the
-    chunked loss) is not counted: it is not work the step needs. The sliding window is ignored (it only
-    matters for documents longer than 4096 tokens).
-    """
-    head = 4 * counts.lm_head + 6 * counts.lora_lm_head
-    attention = 6 * counts.layers * counts.attention_width * t_eff_tokens
-    return 4 * counts.body + 6 * counts.lora_body + head * lm_head_fraction + attention
-
-
-def step_flops(counts: MatmulCounts, tokens: int, lm_head_tokens: int, sum_squared_lengths: int) -> float:
-    """FLOPs the step needs: flops_per_token summed over the step's tokens, with the lm_head only where
-    logits are needed (the supervised positions for fcloop, every position for the recipe)."""
-    if tokens == 0:
-        return 0.0
-    return tokens * flops_per_token(counts, sum_squared_lengths / tokens, lm_head_tokens / tokens)
-
-
-def document_lengths(batch: Batch) -> list[int]:
-    """Lengths of the documents of a packed batch (padding excluded)."""
-    lengths = []
-    for row in batch.document_ids:
-        real = row[row != PADDING_DOCUMENT]
-        lengths += [int(n) for n in torch.bincount(real) if n > 0]
-    return lengths
 
 
 # --- synthetic data ------------------------------------------------------------------------------------------
@@ -327,19 +187,24 @@ class Setting:
     loss: str
     compile: bool
     baseline: bool = False
+    loss_chunk_tokens: int = DEFAULT_CHUNK_SIZE
 
     @property
     def name(self) -> str:
         if self.baseline:
-            return f"baseline (recipe): HF forward+labels, eager, checkpointing, mb 1, concatenated T={self.seq_len}"
-        flags = [self.attention, self.loss, "ckpt" if self.checkpointing else "no-ckpt"]
+            return (
+                f"baseline (recipe): its LoRA, HF forward+labels, eager, checkpointing, mb 1, concatenated "
+                f"T={self.seq_len}"
+            )
+        loss = self.loss if self.loss != "chunked" else f"chunked {self.loss_chunk_tokens}"
+        flags = [self.attention, loss, "ckpt" if self.checkpointing else "no-ckpt"]
         if self.compile:
             flags.append("compiled layers")
         return f"T={self.seq_len} mb={self.micro_batch_size} " + " ".join(flags)
 
     @property
     def choices(self) -> tuple:
-        return (self.checkpointing, self.attention, self.loss, self.compile, self.baseline)
+        return (self.checkpointing, self.attention, self.loss, self.compile, self.baseline, self.loss_chunk_tokens)
 
     def at_most(self, other: Setting) -> bool:
         """Same choices as `other`, seq len and micro-batch no larger: if `self` ran out of memory, so will
@@ -404,13 +269,18 @@ def timed_steps(step: Callable[[int], None], warmup: int, steps: int, device: to
 
 
 def trainable_model(config: Config, setting: Setting, device: torch.device):
-    """(model, optimizer, trainable parameters), set up in fcloop.loop.train's order."""
+    """(model, optimizer, trainable parameters), set up in fcloop.loop.train's order; the baseline with the
+    recipe's own LoRA and nothing of fcloop's (its new rows are resized in, as the recipe does, not trained)."""
     dtype = torch.bfloat16 if config.train.precision == "bf16" else torch.float32
     model, new_token_ids = base_model(config, setting.attention, dtype, device)
     if setting.checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    model = apply_lora(model, config.lora, new_token_ids)
-    trainable = select_trainable(model)
+    if setting.baseline:
+        model = recipe_lora(model, config)
+        trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    else:
+        model = apply_lora(model, config.lora, new_token_ids)
+        trainable = select_trainable(model)
     optimizer = adamw(trainable, config.train, device)
     if setting.compile:
         compile_decoder_layers(model)
@@ -419,6 +289,13 @@ def trainable_model(config: Config, setting: Setting, device: torch.device):
 
 
 def measure(config: Config, setting: Setting, args: argparse.Namespace, device: torch.device) -> Measurement:
+    # Flex attention is compiled here (by transformers when the layers are not): dynamo's silent fallback to
+    # uncompiled code would time the wrong thing (and give wrong gradients under checkpointing), so an error.
+    with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
+        return measure_setting(config, setting, args, device)
+
+
+def measure_setting(config: Config, setting: Setting, args: argparse.Namespace, device: torch.device) -> Measurement:
     torch.manual_seed(config.run.seed)
     if setting.compile:
         torch._dynamo.reset()  # a fresh model: do not count against the previous one's recompile limit
@@ -438,7 +315,9 @@ def measure(config: Config, setting: Setting, args: argparse.Namespace, device: 
     else:
         batches = packed_batches(docs, setting.seq_len, setting.micro_batch_size, count, pad_id)
         # The chunked loss exactly as the loop runs it: logits recomputed in backward unless the config keeps them.
-        chunked = functools.partial(forward_loss, recompute_logits=config.train.recompute_logits)
+        chunked = functools.partial(
+            forward_loss, recompute_logits=config.train.recompute_logits, loss_chunk_tokens=setting.loss_chunk_tokens
+        )
         loss_fn = chunked if setting.loss == "chunked" else full_logits_loss
 
         def step(index: int) -> None:
@@ -512,6 +391,7 @@ def record(
     baseline_supervised_per_sec: float | None,
     peak_tflops: float,
     device: torch.device,
+    measured_peak_tflops: float | None = None,
 ) -> dict:
     """One entry of `configurations` (numbers are null for a skipped configuration)."""
     entry = {
@@ -521,6 +401,7 @@ def record(
         "tokens_per_sec": None,
         "supervised_tokens_per_sec": None,
         "mfu": None,
+        "mfu_vs_measured_peak": None,
         "peak_allocated_gib": None,
         "peak_reserved_gib": None,
         "speedup_vs_baseline": None,
@@ -528,9 +409,11 @@ def record(
         "baseline": setting.baseline,
         "attention": setting.attention,
         "loss": "hf_labels_all_tokens" if setting.baseline else setting.loss,
+        "loss_chunk_tokens": None if setting.baseline or setting.loss != "chunked" else setting.loss_chunk_tokens,
         "checkpointing": setting.checkpointing,
         "compile": setting.compile,
         "peak_tflops": peak_tflops,
+        "measured_peak_tflops": measured_peak_tflops,
         "memory_source": memory_source(device),
         "skipped": skipped,
     }
@@ -542,6 +425,9 @@ def record(
         tokens_per_sec=measurement.tokens / seconds,
         supervised_tokens_per_sec=supervised_per_sec,
         mfu=measurement.flops / seconds / (peak_tflops * 1e12),
+        mfu_vs_measured_peak=(
+            measurement.flops / seconds / (measured_peak_tflops * 1e12) if measured_peak_tflops else None
+        ),
         peak_allocated_gib=measurement.peak_allocated_gib,
         peak_reserved_gib=measurement.peak_reserved_gib,
         speedup_vs_baseline=supervised_per_sec / baseline_supervised_per_sec if baseline_supervised_per_sec else None,
@@ -560,8 +446,23 @@ def record(
 # --- the sweep ---------------------------------------------------------------------------------------------------
 
 
+def window_settings(seq_len: int = WINDOW_SEQ_LEN) -> list[Setting]:
+    """The default set on CUDA, sized for one short GPU window (benchmarks/README.md has the estimate): at seq
+    4096, micro-batch 1, flex attention, each a question. Uncompiled first, so transformers compiles flex's
+    kernels once for them; the lean one right after its compiled twin, whose layer graphs it reuses."""
+    flex = functools.partial(Setting, seq_len, 1, attention="flex_attention")
+    return [
+        flex(checkpointing=True, loss="chunked", compile=False),  # fcloop as configs/gemma.toml runs it uncompiled
+        flex(checkpointing=False, loss="chunked", compile=False),  # what checkpointing costs
+        flex(checkpointing=True, loss="full_logits", compile=False),  # what the chunked loss saves
+        flex(checkpointing=True, loss="chunked", compile=True),  # what compiling the layers gains
+        flex(checkpointing=True, loss="chunked", compile=True, loss_chunk_tokens=LEAN_LOSS_CHUNK_TOKENS),  # lean
+        flex(checkpointing=False, loss="chunked", compile=True),  # the fastest, if it fits
+    ]
+
+
 def pruned(setting: Setting) -> bool:
-    """Combinations the default sweep leaves out (--no-prune keeps them):
+    """Combinations the full sweep leaves out (--no-prune keeps them):
     - compiled eager attention: eager is the CPU/reference path, its dense T x T masks dominate, and the
       compiled fast path is flex;
     - the full-logits loss with compiled layers or eager attention: it is measured against the chunked loss
@@ -572,6 +473,8 @@ def pruned(setting: Setting) -> bool:
 
 
 def settings(args: argparse.Namespace) -> list[Setting]:
+    if args.window:
+        return window_settings()
     combos = [
         Setting(seq_len, micro_batch, checkpointing, attention, loss, compiled)
         for seq_len in args.seq_lens
@@ -594,12 +497,23 @@ def skip_reason(setting: Setting, device: torch.device) -> str | None:
     return None
 
 
-def run_sweep(config: Config, args: argparse.Namespace, device: torch.device) -> list[dict]:
+def run_sweep(
+    config: Config,
+    args: argparse.Namespace,
+    device: torch.device,
+    measured_peak_tflops: float | None = None,
+    after_each: Callable[[list[dict]], None] = lambda entries: None,
+) -> list[dict]:
+    """Every configuration's entry; `after_each` gets the entries so far after each one (to write them, so an
+    interrupted run keeps what it measured)."""
+    peaks = (args.peak_tflops, device, measured_peak_tflops)
     baseline = baseline_setting(args.baseline_seq_len)
     print(f"[benchmark] {baseline.name}", flush=True)
     measurement, skipped = run_setting(config, baseline, args, device)
     baseline_rate = measurement.supervised_tokens / sum(measurement.step_times) if measurement else None
-    entries = [record(baseline, measurement, skipped, baseline_rate, args.peak_tflops, device)]
+    entries = [record(baseline, measurement, skipped, baseline_rate, *peaks)]
+    print(f"[benchmark]   {summary_line(entries[-1])}", flush=True)
+    after_each(entries)
     out_of_memory: list[Setting] = []
     for setting in settings(args):
         print(f"[benchmark] {setting.name}", flush=True)
@@ -612,8 +526,9 @@ def run_sweep(config: Config, args: argparse.Namespace, device: torch.device) ->
             measurement, skipped = run_setting(config, setting, args, device)
         if skipped and skipped.startswith("out of memory"):
             out_of_memory.append(setting)
-        entries.append(record(setting, measurement, skipped, baseline_rate, args.peak_tflops, device))
+        entries.append(record(setting, measurement, skipped, baseline_rate, *peaks))
         print(f"[benchmark]   {summary_line(entries[-1])}", flush=True)
+        after_each(entries)
     return entries
 
 
@@ -622,7 +537,7 @@ def summary_line(entry: dict) -> str:
         return f"skipped: {entry['skipped']}"
     return (
         f"{entry['tokens_per_sec']:.0f} tok/s, {entry['supervised_tokens_per_sec']:.0f} supervised tok/s, "
-        f"MFU {entry['mfu']:.1%}, {entry['peak_allocated_gib']:.1f} GiB"
+        f"MFU {entry['mfu']:.1%} (of {entry['peak_tflops']:g} TFLOP/s), {entry['peak_allocated_gib']:.1f} GiB"
     )
 
 
@@ -641,30 +556,37 @@ def number(value: float | None, fmt: str) -> str:
 
 def markdown(report: dict) -> str:
     first = report["configurations"][0]
+    peak = report["measured_matmul_peak"]
     lines = [
         f"# Training throughput on {report['device']}",
         "",
         f"torch {report['torch']}, transformers {report['transformers']}; command: `{report['command']}`",
         "",
-        f"MFU = FLOPs the step needs / step time / {first['peak_tflops']:g} TFLOP/s (assumed peak). "
+        f"Measured matmul peak: {peak['best_tflops']:.1f} TFLOP/s ({peak['size']}^3 {peak['dtype']}, best of "
+        f"{len(peak['tflops'])}); MFU is against the datasheet's {first['peak_tflops']:g} TFLOP/s, "
+        "MFU* against the measured peak.",
+        "",
+        "MFU = FLOPs the step needs / step time / peak. "
         "Needed FLOPs per token: 4*N_mm + 6*N_lora + 6*L*(H*d_head)*T_eff, with lm_head only at supervised "
         "positions for fcloop (every position for the baseline, which needs them), T_eff = sum(n_i^2)/sum(n_i).",
         f"Memory: {first['memory_source']}.",
         "",
-        "| configuration | seq | mb | tokens/s | supervised tokens/s | MFU | peak alloc GiB | peak reserved GiB "
-        "| step s | vs baseline |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| configuration | seq | mb | tokens/s | supervised tokens/s | MFU | MFU* | peak alloc GiB "
+        "| peak reserved GiB | step s | vs baseline |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for entry in report["configurations"]:
         if entry["skipped"]:
             head = f"| {entry['name']} | {entry['seq_len']} | {entry['micro_batch_size']} "
-            lines.append(head + f"| skipped: {entry['skipped']} | | | | | | |")
+            lines.append(head + f"| skipped: {entry['skipped']} | | | | | | | |")
             continue
         mfu = None if entry["mfu"] is None else 100 * entry["mfu"]
+        measured = entry["mfu_vs_measured_peak"]
+        mfu_measured = None if measured is None else 100 * measured
         lines.append(
             f"| {entry['name']} | {entry['seq_len']} | {entry['micro_batch_size']} "
             f"| {number(entry['tokens_per_sec'], ',.0f')} | {number(entry['supervised_tokens_per_sec'], ',.0f')} "
-            f"| {number(mfu, '.2f')}% | {number(entry['peak_allocated_gib'], '.2f')} "
+            f"| {number(mfu, '.2f')}% | {number(mfu_measured, '.2f')}% | {number(entry['peak_allocated_gib'], '.2f')} "
             f"| {number(entry['peak_reserved_gib'], '.2f')} | {number(entry['step_time_s'], '.3f')} "
             f"| {number(entry['speedup_vs_baseline'], '.2f')}x |"
         )
@@ -692,8 +614,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.throughput", description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=DEFAULT_CONFIG, help="fcloop TOML (model, LoRA, precision, seed)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--steps", type=int, default=10, help="timed optimizer steps per configuration")
-    parser.add_argument("--warmup", type=int, help="untimed steps first (compilation happens here); 3, or 1 on CPU")
+    parser.add_argument("--steps", type=int, help="timed optimizer steps per configuration; 10, 5 in the window set")
+    parser.add_argument("--warmup", type=int, help="untimed steps first (compilation happens here); 3, 2 in the "
+                        "window set, 1 on CPU")  # fmt: skip
     parser.add_argument("--json", default="runs/benchmark/throughput.json", help="where to write the JSON")
     parser.add_argument("--markdown", help="where to write the markdown table (default: beside the JSON)")
     parser.add_argument("--seq-lens", type=comma_list(int), help="e.g. 2048,4096,8192")
@@ -702,23 +625,33 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--loss", type=comma_list(str, LOSSES), help="chunked,full_logits")
     parser.add_argument("--checkpointing", type=comma_list(on_off, ("on", "off")), help="on,off")
     parser.add_argument("--compile", type=comma_list(on_off, ("on", "off")), help="off,on (per decoder layer)")
+    parser.add_argument("--sweep", action="store_true", help="the full sweep instead of the GPU-window set")
     parser.add_argument("--quick", action="store_true", help="a small sweep at the config's seq len and batch")
     parser.add_argument("--no-prune", action="store_true", help="run every combination (see `pruned`)")
     parser.add_argument("--baseline-seq-len", type=int, help=f"baseline row length; {RECIPE_SEQ_LEN} (the recipe's)")
-    parser.add_argument("--peak-tflops", type=float, default=DEFAULT_PEAK_TFLOPS, help="the peak MFU divides by")
+    parser.add_argument(
+        "--peak-tflops", type=float, default=DATASHEET_PEAK_TFLOPS, help="the datasheet peak MFU divides by (989)"
+    )
+    parser.add_argument("--matmul-reps", type=int, default=5, help="timed products for the measured matmul peak")
     parser.add_argument("--fail-fast", action="store_true", help="stop on an error other than out of memory")
     return parser.parse_args(list(argv))
 
 
+DIMENSIONS = ("seq_lens", "micro_batches", "checkpointing", "attention", "loss", "compile")
+
+
 def fill_defaults(args: argparse.Namespace, config: Config, device: torch.device) -> None:
-    """The sweep's dimensions not given on the command line: the full sweep on CUDA; with --quick the
-    config's seq len, micro-batch and checkpointing; on CPU a smoke test of the same at rows of at most
-    CPU_MAX_SEQ_LEN tokens, the baseline at that length too."""
+    """What runs when not given on the command line. On CUDA: the GPU-window set (`window_settings`) unless
+    --sweep, --quick or a sweep dimension is given; --sweep: the full sweep; --quick: the config's seq len,
+    micro-batch and checkpointing. On CPU a smoke test like --quick at rows of at most CPU_MAX_SEQ_LEN
+    tokens, the baseline at that length too."""
     cpu = device.type == "cpu"
     small = args.quick or cpu
+    args.window = not (cpu or args.sweep or args.quick or any(getattr(args, key) is not None for key in DIMENSIONS))
     seq_len = min(config.data.max_seq_len, CPU_MAX_SEQ_LEN) if cpu else config.data.max_seq_len
     defaults = {
-        "warmup": 1 if cpu else 3,
+        "steps": 5 if args.window else 10,
+        "warmup": 1 if cpu else 2 if args.window else 3,
         "baseline_seq_len": seq_len if cpu else RECIPE_SEQ_LEN,
         "seq_lens": [seq_len] if small else [2048, 4096, 8192],
         "micro_batches": [config.train.micro_batch_size] if small else [1, 2, 4],
@@ -738,24 +671,44 @@ def main(argv: Sequence[str] | None = None) -> dict:
     device = torch.device(args.device)
     config = load_config(args.config)
     fill_defaults(args, config, device)
+    peak = matmul_peak(device, args.matmul_reps)
+    print(f"[benchmark] measured matmul peak: {peak.best_tflops:.1f} TFLOP/s ({peak.size}^3 {peak.dtype})", flush=True)
     report = {
         "device": device_description(device),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "command": "python -m benchmarks.throughput " + shlex.join(argv),
         "recompute_logits": config.train.recompute_logits,
-        "configurations": run_sweep(config, args, device),
+        "datasheet_peak_tflops": args.peak_tflops,
+        "measured_matmul_peak": peak.as_json(),
+        "configurations": [],
     }
     json_path = Path(args.json)
     markdown_path = Path(args.markdown) if args.markdown else json_path.with_suffix(".md")
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    markdown_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    table = markdown(report)
-    markdown_path.write_text(table, encoding="utf-8")
-    print(table)
+
+    def write(entries: list[dict]) -> None:
+        report["configurations"] = entries
+        write_report(report, json_path, markdown_path)
+
+    run_sweep(config, args, device, peak.best_tflops, after_each=write)
+    print(markdown(report))
     print(f"[benchmark] wrote {json_path} and {markdown_path}")
     return report
+
+
+def matmul_peak(device: torch.device, repetitions: int) -> MatmulPeak:
+    """The device's dense matmul rate: bf16 8192^3 on CUDA, a small fp32 product on CPU (smoke only)."""
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    return measure_matmul_peak(device, MATMUL_SIZE[device.type], dtype, repetitions)
+
+
+def write_report(report: dict, json_path: Path, markdown_path: Path) -> None:
+    """Both files, each written whole to a temporary name and renamed: a timeout never leaves half a file."""
+    for path, text in ((json_path, json.dumps(report, indent=2) + "\n"), (markdown_path, markdown(report))):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(path)
 
 
 if __name__ == "__main__":

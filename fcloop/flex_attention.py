@@ -12,6 +12,16 @@ How transformers uses these (checked in 5.23, `models/gemma2/modeling_gemma2.py`
 `flex_attention_forward` takes a BlockMask as `block_mask` and applies Gemma-2's attention logit softcap
 itself, as a `score_mod` (`softcap * tanh(score / softcap)`), with the `query_pre_attn_scalar` scaling. So
 the masks here carry only which keys are visible; the softcap must not be added again.
+
+Gradients (tests/test_flex_gradients.py): compiled flex attention gives eager attention's loss and LoRA
+gradients, with and without activation checkpointing. Flex's *unfused* implementation (what runs when it is
+not compiled: dynamo disabled, or dynamo's silent fallback after an error or at the recompile limit) with a
+`score_mod` such as Gemma-2's softcap under non-reentrant activation checkpointing gives wrong dq and dk
+(torch 2.13 on CPU: errors from O(1) to 1e24, inf or NaN, varying run to run, like reads of uninitialized
+memory; dv and the loss are right). Without the softcap, with reentrant checkpointing, without checkpointing,
+or compiled (flex compiled alone or inside a compiled layer, first compiled inside or outside the
+checkpointed region) it is exact.
+`refuse_unfused_flex_under_checkpointing` keeps training off that path.
 """
 
 from __future__ import annotations
@@ -94,6 +104,39 @@ def document_block_masks(
     if window:
         masks[SLIDING] = build(document_ids, position_ids, window_tensor(int(window)))
     return masks
+
+
+def refuse_unfused_flex_under_checkpointing(decoder: torch.nn.Module) -> None:
+    """Raise if a flex-attention training pass under activation checkpointing could run flex unfused, where
+    its softcap gradients are wrong (see the module docstring): that needs dynamo on, errors raised rather
+    than run uncompiled, and the recompile limit an error rather than a fallback (train.compile sets it)."""
+    if not torch.is_grad_enabled() or not any(
+        getattr(layer, "gradient_checkpointing", False) for layer in decoder.layers
+    ):
+        return
+    dynamo = torch._dynamo.config
+    fallbacks = [
+        reason
+        for reason, present in (
+            ("torch.compile is disabled (torch._dynamo.config.disable / TORCHDYNAMO_DISABLE)", dynamo.disable),
+            (
+                "compile errors fall back to uncompiled code (torch._dynamo.config.suppress_errors)",
+                dynamo.suppress_errors,
+            ),
+            (
+                "the recompile limit falls back to uncompiled code (torch._dynamo.config.fail_on_recompile_limit_hit "
+                "is off; train.compile = true turns it on)",
+                not dynamo.fail_on_recompile_limit_hit,
+            ),
+        )
+        if present
+    ]
+    if fallbacks:
+        raise RuntimeError(
+            "flex attention with activation checkpointing could run flex's unfused implementation, whose softcap "
+            "gradients are wrong under checkpointing: " + "; ".join(fallbacks) + ". Set train.compile = true, or "
+            'train.activation_checkpointing = false, or model.attn_implementation = "eager".'
+        )
 
 
 def attention_masks_for(

@@ -44,9 +44,9 @@ from fcloop.distributed import (
     sum_gradients,
     sum_scalars,
 )
-from fcloop.flex_attention import attention_masks_for
+from fcloop.flex_attention import attention_masks_for, refuse_unfused_flex_under_checkpointing
 from fcloop.generation import build_cases, evaluate_tool_calls, too_long_warning, write_predictions
-from fcloop.loss import supervised_cross_entropy
+from fcloop.loss import DEFAULT_CHUNK_SIZE, supervised_cross_entropy
 from fcloop.metrics import MetricsLogger, NullLogger
 from fcloop.model import (
     add_token_rows,
@@ -99,12 +99,16 @@ def forward_loss(
     device: torch.device,
     recompute_logits: bool = True,
     mask_compile_backend: str | None = None,
+    loss_chunk_tokens: int = DEFAULT_CHUNK_SIZE,
 ) -> tuple[torch.Tensor, int]:
-    """(summed NLL over the batch's supervised targets, their count), documents isolated by the mask.
+    """(summed NLL over the batch's supervised targets, their count), documents isolated by the mask; the
+    loss's logits are computed `loss_chunk_tokens` supervised tokens at a time.
     `mask_compile_backend`: build flex block masks with the compiled builder (train.compile)."""
     parts = model_parts(model)
     mask_dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     model_config = base_config(model)
+    if model_config._attn_implementation == "flex_attention":
+        refuse_unfused_flex_under_checkpointing(parts.decoder)
     masks = attention_masks_for(
         batch, model_config, model_config._attn_implementation, mask_dtype, mask_compile_backend
     )
@@ -113,7 +117,12 @@ def forward_loss(
             input_ids=batch.input_ids, position_ids=batch.position_ids, attention_mask=masks
         ).last_hidden_state
         return supervised_cross_entropy(
-            hidden, batch.target_ids, parts.lm_head, parts.final_logit_softcap, recompute=recompute_logits
+            hidden,
+            batch.target_ids,
+            parts.lm_head,
+            parts.final_logit_softcap,
+            chunk_size=loss_chunk_tokens,
+            recompute=recompute_logits,
         )
 
 
@@ -339,6 +348,7 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
     model_loss = functools.partial(
         forward_loss,
         recompute_logits=train_cfg.recompute_logits,
+        loss_chunk_tokens=train_cfg.loss_chunk_tokens,
         mask_compile_backend=train_cfg.compile_backend if compiled else None,
     )
     runner, loss_fn = (

@@ -130,9 +130,12 @@ def apply_lora(
 ) -> nn.Module:
     """Wrap with peft LoRA from [lora]; new-token rows (and the rows of `existing_token_ids`, from
     lora.train_token_rows) train through peft's trainable tokens: only those rows are trained and saved,
-    also through the tied lm_head."""
+    also through the tied lm_head. Their layers compute sparsely (`fcloop.token_rows`): no full-matrix copy
+    or gradient per forward, the same numbers and the same saved adapter as peft's own."""
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
+
+    from fcloop.token_rows import use_sparse_token_rows
 
     token_rows = [*(new_token_ids if config.train_new_token_rows else []), *existing_token_ids]
 
@@ -145,7 +148,9 @@ def apply_lora(
         bias="none",
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, peft_config)
+    model = get_peft_model(model, peft_config)
+    use_sparse_token_rows(model)
+    return model
 
 
 def is_selected_trainable(name: str) -> bool:
@@ -218,8 +223,9 @@ def save_adapter(model: nn.Module, folder: Path, adapter_state: dict[str, torch.
 @contextlib.contextmanager
 def token_rows_merged(model: nn.Module) -> Iterator[None]:
     """For inference: write the trained new-token rows into the frozen embedding, then restore the original
-    rows bitwise. Unmerged, peft rebuilds the whole [vocab x hidden] matrix on every forward, which dominates
-    each decoding step with Gemma's vocabulary of a quarter million tokens."""
+    rows bitwise. Unmerged, peft's own layer (as `PeftModel.from_pretrained` loads it) rebuilds the whole
+    [vocab x hidden] matrix on every forward, which dominates each decoding step with Gemma's vocabulary of a
+    quarter million tokens; merged, even fcloop's sparse layer's per-call lookups are gone."""
     from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
 
     layers = [m for m in model.modules() if isinstance(m, TrainableTokensLayer) and not m.merged]

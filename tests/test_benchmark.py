@@ -10,15 +10,25 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks import throughput
-from benchmarks.throughput import MatmulCounts, Setting, flops_per_token, step_flops, t_eff
+from benchmarks import models, throughput
+from benchmarks.mfu import MatmulCounts, document_lengths, flops_per_token, matmul_counts, step_flops, t_eff
+from benchmarks.throughput import Setting
 from fcloop.config import load_config
 from fcloop.model import apply_lora
 from fcloop.packing import collate
 from fcloop.tokenization import IGNORE_INDEX
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-TOP_LEVEL_KEYS = {"device", "torch", "transformers", "command", "recompute_logits", "configurations"}
+TOP_LEVEL_KEYS = {
+    "device",
+    "torch",
+    "transformers",
+    "command",
+    "recompute_logits",
+    "datasheet_peak_tflops",
+    "measured_matmul_peak",
+    "configurations",
+}
 CONFIGURATION_KEYS = {
     "name",
     "seq_len",
@@ -26,6 +36,7 @@ CONFIGURATION_KEYS = {
     "tokens_per_sec",
     "supervised_tokens_per_sec",
     "mfu",
+    "mfu_vs_measured_peak",
     "peak_allocated_gib",
     "peak_reserved_gib",
     "speedup_vs_baseline",
@@ -72,9 +83,15 @@ def test_cpu_smoke_values_are_sane(smoke):
     report, _, _ = smoke
     baseline, ours = report["configurations"]
     assert baseline["speedup_vs_baseline"] == 1.0
+    peak = report["measured_matmul_peak"]
+    assert peak["size"] == 512 and peak["dtype"] == "float32" and len(peak["tflops"]) == 5
+    assert peak["best_tflops"] == max(peak["tflops"]) > 0
+    assert report["datasheet_peak_tflops"] == 989.0
     for entry in (baseline, ours):
         assert entry["tokens_per_sec"] > 0
         assert 0 < entry["mfu"] < 1
+        assert entry["peak_tflops"] == 989.0 and entry["measured_peak_tflops"] == peak["best_tflops"]
+        assert entry["mfu_vs_measured_peak"] == pytest.approx(entry["mfu"] * 989.0 / peak["best_tflops"])
         assert entry["peak_allocated_gib"] > 0 and entry["step_time_s"] > 0
         # About a third of the tokens are supervised, counted the same way for the baseline.
         assert 0.28 < entry["supervised_tokens_per_sec"] / entry["tokens_per_sec"] < 0.36
@@ -89,8 +106,8 @@ def gemma_counts() -> MatmulCounts:
     """gemma-2-2b with the LoRA of configs/gemma.toml, on the meta device (shapes only, no memory)."""
     lora = load_config(CONFIGS / "gemma.toml").lora
     with torch.device("meta"):
-        model = apply_lora(throughput.gemma2_2b_model("eager", torch.bfloat16, "meta"), lora, [])
-    return throughput.matmul_counts(model)
+        model = apply_lora(models.gemma2_2b_model("eager", torch.bfloat16, "meta"), lora, [])
+    return matmul_counts(model)
 
 
 def test_gemma_parameter_counts_match_anchors(gemma_counts):
@@ -127,7 +144,7 @@ def test_step_flops_count_lm_head_at_supervised_positions_only():
 def test_document_lengths_skip_padding():
     docs = throughput.synthetic_documents(3, vocab_size=50, max_len=40, seed=0)
     batch = collate([docs[:2], docs[2:]], pad_token_id=0, pad_to=100)
-    assert sorted(throughput.document_lengths(batch)) == sorted(len(doc) for doc in docs)
+    assert sorted(document_lengths(batch)) == sorted(len(doc) for doc in docs)
 
 
 def test_synthetic_documents_supervise_the_trailing_third():
@@ -147,8 +164,8 @@ def test_baseline_rows_are_plain_concatenations():
         assert batch.position_ids[0].tolist() == list(range(256))
 
 
-def sweep_args(**overrides) -> argparse.Namespace:
-    args = throughput.parse_args([])
+def sweep_args(argv=("--sweep",), **overrides) -> argparse.Namespace:
+    args = throughput.parse_args(list(argv))
     config = load_config(CONFIGS / "gemma.toml")
     throughput.fill_defaults(args, config, torch.device("cuda"))
     vars(args).update(overrides)
@@ -170,3 +187,55 @@ def test_out_of_memory_at_a_smaller_setting_skips_bigger_ones():
     assert small.at_most(Setting(8192, 2, True, "flex_attention", "chunked", False))
     assert not small.at_most(Setting(8192, 2, True, "flex_attention", "chunked", True))
     assert not small.at_most(Setting(2048, 4, True, "flex_attention", "chunked", False))
+
+
+def test_default_cuda_set_is_the_gpu_window_set():
+    args = sweep_args(argv=())
+    assert args.window and args.steps == 5 and args.warmup == 2
+    settings = throughput.settings(args)
+    assert {(s.seq_len, s.micro_batch_size, s.attention) for s in settings} == {(4096, 1, "flex_attention")}
+    choices = {(s.checkpointing, s.loss, s.compile, s.loss_chunk_tokens) for s in settings}
+    assert choices == {
+        (True, "chunked", False, 1024),
+        (False, "chunked", False, 1024),
+        (True, "full_logits", False, 1024),
+        (True, "chunked", True, 1024),
+        (True, "chunked", True, 256),  # the lean one
+        (False, "chunked", True, 1024),
+    }
+    assert not sweep_args(argv=("--seq-lens", "2048")).window and not sweep_args(argv=("--quick",)).window
+
+
+def test_baseline_trains_the_recipes_own_lora_and_no_token_rows():
+    config = load_config(CONFIGS / "tiny.toml")
+    baseline = throughput.baseline_setting(64)
+    model, _, baseline_parameters = throughput.trainable_model(config, baseline, torch.device("cpu"))
+    trained = [name for name, p in model.named_parameters() if p.requires_grad]
+    assert any("embed_tokens.lora_embedding_A" in name for name in trained)  # the notebook's embed_tokens target
+    assert any("lm_head.lora_A" in name for name in trained)
+    assert not any("trainable_tokens" in name for name in trained)
+    assert {name.split(".")[-4] for name in trained if "layers." in name} == {
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
+    }  # fmt: skip
+    assert len(baseline_parameters) == len(trained)
+
+
+def test_each_configuration_is_written_as_soon_as_it_is_measured(tmp_path, monkeypatch):
+    real_measure = throughput.measure
+    calls = []
+
+    def measure_then_time_out(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as a timeout would end the run in the second configuration
+        return real_measure(*args, **kwargs)
+
+    monkeypatch.setattr(throughput, "measure", measure_then_time_out)
+    out = tmp_path / "throughput.json"
+    argv = ["--config", str(CONFIGS / "tiny.toml"), "--device", "cpu", "--steps", "1", "--json", str(out)]
+    with pytest.raises(KeyboardInterrupt):
+        throughput.main([*argv, "--seq-lens", "64", "--baseline-seq-len", "64"])
+    report = json.loads(out.read_text())
+    assert [entry["baseline"] for entry in report["configurations"]] == [True]
+    assert report["configurations"][0]["tokens_per_sec"] > 0
+    assert out.with_suffix(".md").exists() and not list(tmp_path.glob("*.partial"))

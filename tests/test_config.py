@@ -25,8 +25,8 @@ from fcloop.config import (
 SECTION_NAMES = "run, model, data, train, lora, eval, checkpoint"
 TRAIN_KEYS = (
     "micro_batch_size, grad_accum_steps, max_steps, epochs, lr, warmup_steps, schedule, min_lr_ratio, "
-    "weight_decay, adam_betas, max_grad_norm, precision, activation_checkpointing, recompute_logits, compile, "
-    "compile_backend, data_parallel, log_every_steps, "
+    "weight_decay, adam_betas, max_grad_norm, precision, activation_checkpointing, recompute_logits, "
+    "loss_chunk_tokens, compile, compile_backend, data_parallel, log_every_steps, "
     "on_nonfinite"
 )
 
@@ -158,6 +158,7 @@ def test_all_errors_are_collected_in_one_error(tmp_path):
         ("train", "adam_betas", "[0.9]", "must be two numbers in [0, 1), got [0.9]"),
         ("train", "adam_betas", "[0.9, 1]", "must be two numbers in [0, 1), got [0.9, 1.0]"),
         ("eval", "max_new_tokens", "0", "must be > 0, got 0"),
+        ("train", "loss_chunk_tokens", "0", "must be > 0, got 0"),
     ],
 )
 def test_range_checks(tmp_path, section, key, value, problem):

@@ -194,6 +194,41 @@ def test_keeping_the_logits_gives_the_same_loss_and_gradients_with_one_lm_head_p
         torch.testing.assert_close(kept, recomputed, rtol=1e-6, atol=1e-9, msg=name)
 
 
+def test_loss_chunk_size_changes_neither_loss_nor_gradients_and_bounds_the_logits(tiny_tok):
+    model, selected = lora_model(tiny_tok, LoraConfig(r=4, alpha=8, dropout=0.0))
+    batch = collate([encoded_conversations(tiny_tok, 2)], tiny_tok.pad_token_id)
+    parts = model_parts(model)
+    vocab = base_config(model).vocab_size
+    logits_rows = []
+    parts.lm_head.register_forward_hook(lambda module, args, output: logits_rows.append(output.shape[0]))
+    results = {}
+    saved_shapes = []
+
+    def keep_shape(tensor):
+        saved_shapes.append(tuple(tensor.shape))
+        return tensor
+
+    for chunk in (5, 64, 1_000_000):
+        logits_rows.clear()
+        saved_shapes.clear()
+        # Outside the checkpointed chunks, nothing of vocabulary width may be kept for backward.
+        with torch.autograd.graph.saved_tensors_hooks(keep_shape, lambda tensor: tensor):
+            total, count = forward_loss(model, batch, "fp32", CPU, loss_chunk_tokens=chunk)
+        gradients = torch.autograd.grad(total / count, [p for _, p in selected])
+        results[chunk] = (total, gradients)
+        chunks = -(-count // chunk)
+        assert len(logits_rows) == 2 * chunks  # each chunk's logits: once forward, once recomputed in backward
+        assert max(logits_rows) == min(chunk, count)
+        assert not [shape for shape in saved_shapes if vocab in shape]
+    assert count > 64
+    reference_total, reference_gradients = results[1_000_000]
+    for chunk, (total, gradients) in results.items():
+        torch.testing.assert_close(total, reference_total, rtol=1e-6, atol=0)
+        for (name, _), mine, theirs in zip(selected, gradients, reference_gradients, strict=True):
+            # Chunks change only the fp32 summation order of the gradients (entries up to about 1 here).
+            torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-6, msg=f"{name} at chunk {chunk}")
+
+
 def test_one_step_changes_only_the_selected_parameters(tiny_tok):
     model, selected = lora_model(tiny_tok, LoraConfig(r=4, alpha=8, dropout=0.0))
     before = {name: p.detach().clone() for name, p in model.named_parameters()}

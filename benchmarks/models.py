@@ -1,0 +1,109 @@
+"""The benchmarks' models: gemma-2-2b from its real config with random weights (nothing to download), or
+fcloop's tiny model, set up the way `fcloop.loop.train` sets them up; and the recipe's own LoRA."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import transformers
+from torch import nn
+
+from fcloop.config import Config, TrainConfig
+from fcloop.model import add_token_rows, load_model, load_tokenizer, model_parts, parameter_groups
+from fcloop.tiny import TINY_PATH
+from fcloop.tokenization import prepare_tokenizer
+
+GEMMA2_2B_VOCAB = 256_000
+NEW_TOKENS = 8  # the eight tags fcloop adds: 256000 -> 256008 rows, as in the recipe
+# The Agents Course notebook's LoRA (ANCHORS section 1): r 16, alpha 64, dropout 0.05, these targets. Its
+# embed_tokens target is a LoRA on the embedding (peft's lora_embedding_A/B), not trained rows.
+RECIPE_LORA_TARGETS = (
+    "gate_proj", "q_proj", "lm_head", "o_proj", "k_proj", "embed_tokens", "down_proj", "up_proj", "v_proj",
+)  # fmt: skip
+
+
+def gemma2_2b_config(attn_implementation: str) -> transformers.Gemma2Config:
+    """google/gemma-2-2b's architecture (ANCHORS section 3), written out so no download is needed."""
+    config = transformers.Gemma2Config(
+        vocab_size=GEMMA2_2B_VOCAB,
+        hidden_size=2304,
+        intermediate_size=9216,
+        num_hidden_layers=26,
+        num_attention_heads=8,
+        num_key_value_heads=4,
+        head_dim=256,
+        hidden_activation="gelu_pytorch_tanh",
+        max_position_embeddings=8192,
+        rms_norm_eps=1e-6,
+        query_pre_attn_scalar=256,
+        sliding_window=4096,
+        attn_logit_softcapping=50.0,
+        final_logit_softcapping=30.0,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=2,
+        tie_word_embeddings=True,
+    )
+    config._attn_implementation = attn_implementation
+    config.use_cache = False
+    return config
+
+
+def gemma2_2b_model(attn_implementation: str, dtype: torch.dtype, device: torch.device | str) -> nn.Module:
+    """Random-init gemma-2-2b created directly on `device` (no 10 GB detour through host memory)."""
+    with torch.device(device):
+        return transformers.AutoModelForCausalLM.from_config(gemma2_2b_config(attn_implementation), dtype=dtype)
+
+
+def base_model(config: Config, attention: str, dtype: torch.dtype, device: torch.device) -> tuple[nn.Module, list[int]]:
+    """(frozen base model with the new-token rows added, new token ids): the tiny model through fcloop's own
+    loader and tokenizer, anything else as gemma-2-2b."""
+    if config.model.path == TINY_PATH:
+        tokenizer = load_tokenizer(config.model)
+        new_token_ids = prepare_tokenizer(tokenizer, config.data.think_instruction)
+        model_config = dataclasses.replace(config.model, attn_implementation=attention)
+        model = load_model(model_config, len(tokenizer), dtype, device, config.run.seed)
+        vocab_size = len(tokenizer)
+    elif "gemma-2-2b" in config.model.path:
+        torch.manual_seed(config.run.seed)
+        model = gemma2_2b_model(attention, dtype, device)
+        new_token_ids = list(range(GEMMA2_2B_VOCAB, GEMMA2_2B_VOCAB + NEW_TOKENS))
+        vocab_size = GEMMA2_2B_VOCAB + NEW_TOKENS
+    else:
+        raise SystemExit(f"model.path {config.model.path!r}: the benchmark builds gemma-2-2b or {TINY_PATH!r} only")
+    add_token_rows(model, vocab_size, new_token_ids)
+    return model, new_token_ids
+
+
+def recipe_lora(model: nn.Module, config: Config) -> nn.Module:
+    """The recipe's LoRA as TRL's SFTTrainer applies it: peft's get_peft_model with the notebook's targets,
+    no fcloop trainable-token rows; what trains is what peft marks trainable."""
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        r=16,
+        lora_alpha=64,
+        lora_dropout=0.05,
+        target_modules=list(RECIPE_LORA_TARGETS),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)
+
+
+def compile_decoder_layers(model: nn.Module) -> None:
+    """torch.compile each decoder layer in place. Per layer, not the whole model: LoRA dropout with activation
+    checkpointing breaks whole-model compile (peft#3020), and the loss, masks and optimizer stay eager."""
+    for layer in model_parts(model).decoder.layers:
+        layer.compile()
+
+
+def adamw(trainable: list[tuple[str, nn.Parameter]], train: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """The optimizer exactly as fcloop.loop.train builds it (fused on CUDA)."""
+    return torch.optim.AdamW(
+        parameter_groups(trainable, train.weight_decay),
+        lr=train.lr,
+        betas=tuple(train.adam_betas),
+        fused=device.type == "cuda",
+    )
