@@ -130,28 +130,28 @@ def trl_row(docs: Sequence[Encoded], completion_only: bool) -> dict[str, list[in
 # --- memory ----------------------------------------------------------------------------------------------------
 
 
-def reset_peak_memory(device: torch.device) -> str:
-    """Restart the peak (after warm-up, so it covers the timed steps); says what the peak measures."""
+def reset_peak_memory(device: torch.device) -> tuple[str, float]:
+    """Restart the peak (after warm-up, so it covers the timed steps): (what the peak measures, the peak so far,
+    model loading and warm-up included)."""
+    before = peak_memory_gib(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-        return "torch.cuda.max_memory_allocated over the timed steps"
+        return "torch.cuda.max_memory_allocated over the timed steps", before
     try:
-        Path("/proc/self/clear_refs").write_text("5")  # Linux: resets VmHWM, the peak resident set size
-        return "peak RSS (VmHWM) over the timed steps"
+        # Linux: resets VmHWM, the peak resident set size (getrusage's ru_maxrss reads the same counter).
+        Path("/proc/self/clear_refs").write_text("5")
+        return "peak RSS (VmHWM) over the timed steps", before
     except OSError:
-        return "peak RSS of the whole process (VmHWM could not be reset)"
+        return "peak RSS of the whole process (VmHWM could not be reset)", before
 
 
 def peak_memory_gib(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**30
     match = re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text())
-    return int(match.group(1)) / 2**20 if match else process_peak_rss_gib()
-
-
-def process_peak_rss_gib() -> float:
-    """The whole process's peak RSS, model loading included (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    if match:
+        return int(match.group(1)) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # not Linux: the whole process's peak
 
 
 def synchronize(device: torch.device) -> None:
@@ -193,12 +193,12 @@ def run_fcloop(config: Config, steps: list[list[list[Encoded]]], warmup: int, de
     loss_fn = functools.partial(loop.forward_loss, recompute_logits=config.train.recompute_logits)
     model.train()
     micro = config.train.micro_batch_size
-    times, losses, memory_source = [], [], ""
+    times, losses, memory_source, setup_peak = [], [], "", 0.0
     synchronize(device)
     last = time.perf_counter()
     for index, step in enumerate(steps):
         if index == warmup:
-            memory_source = reset_peak_memory(device)
+            memory_source, setup_peak = reset_peak_memory(device)
         # Collated inside the step, as the loop does (and as TRL's data loader does inside its step).
         batches = [collate(step[start : start + micro], tokenizer.pad_token_id) for start in range(0, len(step), micro)]
         loss, _ = loop.train_step(
@@ -214,6 +214,7 @@ def run_fcloop(config: Config, steps: list[list[list[Encoded]]], warmup: int, de
         "losses": losses,
         "memory_source": memory_source,
         "peak_memory_gib": peak_memory_gib(device),
+        "setup_peak_gib": setup_peak,
     }
 
 
@@ -233,7 +234,7 @@ def run_trl(
     optimizer = adamw(trainable, config.train, device)
     constant = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     dataset = Dataset.from_list([trl_row(row, completion_only) for step in steps for row in step])
-    clock: dict = {"times": [], "memory_source": ""}
+    clock: dict = {"times": [], "memory_source": "", "setup_peak": 0.0}
 
     class StepClock(TrainerCallback):
         """Seconds from one optimizer step's end to the next's: everything the trainer does per step (data
@@ -249,7 +250,7 @@ def run_trl(
             clock["times"].append(now - clock["last"])
             clock["last"] = now
             if state.global_step == warmup:
-                clock["memory_source"] = reset_peak_memory(device)
+                clock["memory_source"], clock["setup_peak"] = reset_peak_memory(device)
 
     with tempfile.TemporaryDirectory() as output_dir:
         args = SFTConfig(
@@ -291,6 +292,7 @@ def run_trl(
         "losses": losses,
         "memory_source": clock["memory_source"],
         "peak_memory_gib": peak_memory_gib(device),
+        "setup_peak_gib": clock["setup_peak"],
     }
 
 
@@ -304,7 +306,9 @@ def run_worker(args: argparse.Namespace) -> None:
         result = run_fcloop(config, steps, args.warmup, device)
     else:
         result = run_trl(config, steps, args.warmup, device, completion_only=args.worker == "trl_completion_only")
-    result.update(side=args.worker, process_peak_rss_gib=process_peak_rss_gib(), threads=torch.get_num_threads())
+    # The whole process's peak: model loading and warm-up (read before the reset), or the timed steps.
+    process_peak = max(result["setup_peak_gib"], result["peak_memory_gib"])
+    result.update(side=args.worker, process_peak_gib=process_peak, threads=torch.get_num_threads())
     Path(args.result).write_text(json.dumps(result) + "\n")
 
 
@@ -363,7 +367,7 @@ def summarize_side(side: str, runs: list[dict], counts: list[tuple[int, int, int
         round_tokens_per_sec=[tokens / s for s in round_seconds],
         step_time_s=spread(step_times),
         peak_memory_gib=statistics.median(run["peak_memory_gib"] for run in ok),
-        process_peak_rss_gib=statistics.median(run["process_peak_rss_gib"] for run in ok),
+        process_peak_gib=statistics.median(run["process_peak_gib"] for run in ok),
         memory_source=ok[0]["memory_source"],
         loss_tokens_per_step=loss_tokens / len(timed),
         losses=ok[0]["losses"],
@@ -444,7 +448,7 @@ def markdown(report: dict) -> str:
         lines.append(
             f"| {side} | {entry['tokens_per_sec']:.1f} | {entry['supervised_tokens_per_sec']:.1f} "
             f"| {step['median']:.3f} [{step['min']:.3f}-{step['max']:.3f}] "
-            f"| {entry['peak_memory_gib']:.2f} / {entry['process_peak_rss_gib']:.2f} "
+            f"| {entry['peak_memory_gib']:.2f} / {entry['process_peak_gib']:.2f} "
             f"| {entry['loss_tokens_per_step']:.0f} | {entry['final_loss']:.4f} |"
         )
     lines.append("")
@@ -454,9 +458,10 @@ def markdown(report: dict) -> str:
     memory_source = next((e["memory_source"] for e in report["sides"].values() if e.get("memory_source")), "")
     lines += [
         "",
-        f"Peak memory: {memory_source} (median over rounds); process: the whole process's peak RSS, model "
-        "loading included. trl_packing's loss covers every token (the recipe's), so its loss is not comparable; "
-        "trl_completion_only's covers exactly fcloop's supervised tokens and should match fcloop's.",
+        f"Peak memory: {memory_source} (median over rounds); process: the whole process's peak (model "
+        "loading, warm-up and timed steps). trl_packing's loss covers every token (the recipe's), so its loss "
+        "is another objective's; trl_completion_only's covers exactly fcloop's supervised tokens, from the same "
+        "initial weights, so it should follow fcloop's.",
     ]
     return "\n".join(lines) + "\n"
 

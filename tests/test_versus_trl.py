@@ -61,14 +61,14 @@ def test_spread_hand_example():
 def test_rates_and_ratio_from_hand_runs():
     # Two steps of 100 tokens (30 supervised, 98 all-token targets), one of warm-up; two rounds.
     counts = [(100, 30, 98)] * 2
-    ours = [{"step_times": [9.0, 1.0], "losses": [2.0, 1.5], "peak_memory_gib": 1.0, "process_peak_rss_gib": 2.0,
+    ours = [{"step_times": [9.0, 1.0], "losses": [2.0, 1.5], "peak_memory_gib": 1.0, "process_peak_gib": 2.0,
              "memory_source": "m", "threads": 1}, {"step_times": [9.0, 3.0], "losses": [2.0, 1.5],
-             "peak_memory_gib": 3.0, "process_peak_rss_gib": 4.0, "memory_source": "m", "threads": 1}]  # fmt: skip
+             "peak_memory_gib": 3.0, "process_peak_gib": 4.0, "memory_source": "m", "threads": 1}]  # fmt: skip
     theirs = [{**run, "step_times": [9.0, 4.0]} for run in ours]
     fcloop = versus_trl.summarize_side("fcloop", ours, counts, warmup=1)
     assert fcloop["tokens_per_sec"] == 200 / 4 and fcloop["supervised_tokens_per_sec"] == 60 / 4
     assert fcloop["round_tokens_per_sec"] == [100.0, 100 / 3]
-    assert fcloop["peak_memory_gib"] == 2.0 and fcloop["process_peak_rss_gib"] == 3.0
+    assert fcloop["peak_memory_gib"] == 2.0 and fcloop["process_peak_gib"] == 3.0
     assert fcloop["final_loss"] == 1.5 and fcloop["final_loss_spread_across_rounds"] == 0.0
     assert fcloop["loss_tokens_per_step"] == 30
     packing = versus_trl.summarize_side("trl_packing", theirs, counts, warmup=1)
