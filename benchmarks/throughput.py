@@ -38,6 +38,7 @@ from torch import nn
 
 from fcloop import loop
 from fcloop.config import Config, TrainConfig, load_config
+from fcloop.errors import run_cli
 from fcloop.flex_attention import attention_masks_for
 from fcloop.loop import autocast, forward_loss
 from fcloop.model import (
@@ -45,6 +46,7 @@ from fcloop.model import (
     add_token_rows,
     apply_lora,
     base_config,
+    enable_activation_checkpointing,
     load_model,
     load_tokenizer,
     model_parts,
@@ -408,7 +410,7 @@ def trainable_model(config: Config, setting: Setting, device: torch.device):
     dtype = torch.bfloat16 if config.train.precision == "bf16" else torch.float32
     model, new_token_ids = base_model(config, setting.attention, dtype, device)
     if setting.checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_activation_checkpointing(model)
     model = apply_lora(model, config.lora, new_token_ids)
     trainable = select_trainable(model)
     optimizer = adamw(trainable, config.train, device)
@@ -759,4 +761,4 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

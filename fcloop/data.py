@@ -11,10 +11,10 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
-from fcloop.config import DataConfig
+from fcloop.config import ConfigError, DataConfig
 from fcloop.conversation import BadRow, Conversation, RowProblem
 from fcloop.gemma_format import render
-from fcloop.readers import detect_file_format, iter_rows, read_row
+from fcloop.readers import SourceError, detect_file_format, iter_rows, read_row
 from fcloop.tokenization import Encoded, encode
 
 
@@ -145,7 +145,7 @@ def _finish_eval(
 
 def load_datasets(config: DataConfig, tokenizer, seed: int) -> Datasets:
     if not config.train:
-        raise ValueError("data.train is empty: name at least one training source")
+        raise ConfigError("data.train is empty: name at least one training source")
     train_stats, eval_stats = DataStats(), DataStats()
     train_conversations = read_conversations(config.train, config, train_stats)
     if config.eval:
@@ -159,7 +159,7 @@ def load_datasets(config: DataConfig, tokenizer, seed: int) -> Datasets:
     train = encode_conversations(train_conversations, tokenizer, config, train_stats)
     eval_examples, kept_eval_conversations = _finish_eval(eval_conversations, tokenizer, config, eval_stats)
     if not train:
-        raise ValueError("no training example is left after reading the data:\n  " + "\n  ".join(train_stats.lines()))
+        raise SourceError("no training example is left after reading the data:\n  " + "\n  ".join(train_stats.lines()))
     return Datasets(train, eval_examples, train_stats, eval_stats, kept_eval_conversations)
 
 
@@ -168,7 +168,7 @@ def load_eval_data(config: DataConfig, tokenizer, seed: int) -> tuple[list[Conve
     of its own, the training sources are not read; a held-out fraction needs them."""
     if not config.eval:
         if config.eval_fraction <= 0:
-            raise ValueError("no eval data: set data.eval or data.eval_fraction")
+            raise ConfigError("no eval data: set data.eval or data.eval_fraction")
         data = load_datasets(config, tokenizer, seed)
         return data.eval_conversations, data.eval_stats
     stats = DataStats()
