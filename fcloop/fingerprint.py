@@ -36,8 +36,9 @@ FIXED_SETTINGS = (
 TOKENIZER_KEY = "tokenizer"
 DATA_KEY = "training examples"
 WORLD_KEY = "world size"
-# Differs between a run and its resumption by design, so it is not reported as a change.
-NOT_REPORTED = ("checkpoint.resume",)
+# Where the run is and how it resumes: these may differ from the checkpoint's by design (a copied run folder,
+# resume = "auto" after "never"), and "resumed from FOLDER" already says where it continues.
+NOT_REPORTED = ("checkpoint.resume", "run.out_dir")
 
 
 def tokenizer_identity(tokenizer) -> str:
