@@ -60,6 +60,11 @@ def load_inference_model(config: Config, adapter: Path | None, dtype: torch.dtyp
     from fcloop.tokenization import prepare_tokenizer
 
     if adapter is not None:
+        if not (adapter / "adapter_config.json").exists():
+            raise ConfigError(
+                f"--adapter {adapter}: no adapter_config.json there; expected a final/ or step_NNNNNN/ folder "
+                "written by fcloop.train"
+            )
         verify_folder(adapter)  # never load a damaged adapter (a bad copy, a failing disk)
     tokenizer = load_tokenizer(config.model)
     # The new-token ids are needed even when the adapter brings its tokenizer: training initialized those rows

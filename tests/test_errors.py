@@ -123,6 +123,25 @@ def test_a_hub_model_without_a_connection_fails_at_once(hub_unreachable, tmp_pat
     assert (code, err) == (1, OFFLINE_MODEL_MESSAGE.format(reason="no connection (simulated)"))
 
 
+def test_a_hub_id_the_hub_does_not_know(monkeypatch, capsys):
+    import transformers
+
+    def unknown(source, **kwargs):
+        assert kwargs["local_files_only"] is False  # the hub answered, so it is asked
+        raise OSError(f"{source} is not a local folder and is not a valid model identifier\nmore lines")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(fcloop.hub, "connection_problem", lambda: None)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", unknown)
+    code, err = run_in_process(inspect_main, [TINY, "--model.tokenizer=nobody/typo"], capsys)
+    assert (code, err) == (
+        1,
+        "error: model.tokenizer = 'nobody/typo' is not a local folder and could not be loaded from the hub: "
+        "nobody/typo is not a local folder and is not a valid model identifier. Check the id (and access: "
+        f"`hf auth login` for a gated model), or set model.tokenizer to a local folder\n{DEBUG_HINT}\n",
+    )
+
+
 def test_a_model_path_that_is_no_folder(tmp_path, capsys):
     missing = tmp_path / "models" / "gemma"
     code, err = run_in_process(inspect_main, [TINY, f"--model.path={missing}"], capsys)
@@ -187,6 +206,7 @@ def test_a_full_disk_and_a_non_finite_loss_are_expected():
         1,
     )
     assert expected_message(FloatingPointError("non-finite loss at step 3")) == ("non-finite loss at step 3", 1)
+    assert expected_message(KeyboardInterrupt()) == ("interrupted", 130)  # a second Ctrl-C
     assert expected_message(RuntimeError("size mismatch")) is None  # not known: a bug, with its traceback
 
 

@@ -150,6 +150,18 @@ def test_an_old_checkpoint_without_fingerprint_or_manifest_resumes_with_a_warnin
     assert f"resumed from {step} at step 2" in out
 
 
+def test_an_old_checkpoint_of_another_shape_is_refused_without_a_traceback(run_copy, data, capsys):
+    for folder in list_checkpoints(run_copy):
+        (folder / "fingerprint.json").unlink()
+        (folder / MANIFEST_FILE).unlink()
+    code, _, err = resume(run_copy, data, capsys, "--lora.r=8", "--train.max_steps=3")
+    assert code == 1
+    message, hint = err.splitlines()
+    assert message.startswith(f"error: {run_copy}/step_000002: its adapter does not fit this config's model and LoRA")
+    assert "size mismatch" in message and message.endswith(START_OVER)
+    assert hint == DEBUG_HINT
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Manifest: a damaged checkpoint is skipped for the newest intact one, never loaded
 
@@ -244,3 +256,12 @@ def test_eval_and_export_refuse_a_damaged_adapter(run_copy, tmp_path, capsys):
     assert run_cli(export_main, [str(final), "--merge", str(tmp_path / "merged")]) == 1
     assert capsys.readouterr().err == expected
     assert not (tmp_path / "merged").exists()
+
+
+def test_eval_of_a_folder_without_an_adapter(run_copy, tmp_path, capsys):
+    missing = run_copy / "nothing"
+    assert run_cli(eval_main, [str(run_copy / "config.toml"), "--adapter", str(missing), "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --adapter {missing}: no adapter_config.json there; expected a final/ or step_NNNNNN/ folder "
+        f"written by fcloop.train\n{DEBUG_HINT}\n"
+    )
