@@ -42,6 +42,10 @@ class CheckpointDamaged(FcloopError, RuntimeError):
     """A checkpoint or adapter folder whose files do not match its manifest, and no intact one to use."""
 
 
+class CheckpointNotFound(FcloopError, FileNotFoundError):
+    """checkpoint.resume names a folder that holds no checkpoint."""
+
+
 class ResumeRefused(FcloopError, RuntimeError):
     """The checkpoint belongs to another run (other data or shapes) or cannot be resumed as configured."""
 
@@ -187,10 +191,6 @@ def save_checkpoint(
     for old in list_checkpoints(out_dir)[:-keep_last]:
         shutil.rmtree(old)
     return final
-
-
-class CheckpointNotFound(FcloopError, FileNotFoundError):
-    """checkpoint.resume names a folder that holds no checkpoint."""
 
 
 def find_resume_checkpoint(out_dir: str | Path, resume: str, report: Callable[[str], None] = print) -> Path | None:
