@@ -13,9 +13,14 @@ from dataclasses import dataclass, field
 
 from fcloop.config import ConfigError, DataConfig
 from fcloop.conversation import BadRow, Conversation, RowProblem
+from fcloop.errors import FcloopError
 from fcloop.gemma_format import render
-from fcloop.readers import SourceError, detect_file_format, iter_rows, read_row
+from fcloop.readers import detect_file_format, iter_rows, read_row
 from fcloop.tokenization import Encoded, encode
+
+
+class NothingToTrain(FcloopError, ValueError):
+    """No training example is left after reading: every row was skipped or dropped (the stats say why)."""
 
 
 @dataclass
@@ -159,7 +164,8 @@ def load_datasets(config: DataConfig, tokenizer, seed: int) -> Datasets:
     train = encode_conversations(train_conversations, tokenizer, config, train_stats)
     eval_examples, kept_eval_conversations = _finish_eval(eval_conversations, tokenizer, config, eval_stats)
     if not train:
-        raise SourceError("no training example is left after reading the data:\n  " + "\n  ".join(train_stats.lines()))
+        lines = "\n  ".join(train_stats.lines())
+        raise NothingToTrain(f"no training example is left after reading the data:\n  {lines}")
     return Datasets(train, eval_examples, train_stats, eval_stats, kept_eval_conversations)
 
 

@@ -22,7 +22,10 @@ def offline_by_setting() -> bool:
 
 @functools.cache
 def connection_problem() -> str | None:
-    """None when a TCP connection to the hub's endpoint opens; else why not (asked once per process)."""
+    """None when a TCP connection to the hub's endpoint opens; else why not (asked once per process). Behind a
+    proxy a direct connection may fail while the hub client reaches the hub, so then nothing is tried."""
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
     endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     host, port = endpoint.hostname or "huggingface.co", endpoint.port or (443 if endpoint.scheme == "https" else 80)
     try:

@@ -58,6 +58,21 @@ def test_a_bad_row_through_the_train_command_is_one_message_without_a_traceback(
     assert result.stderr == f"error: {bad_file.parent}/{BAD_ROW_MESSAGE}\n{DEBUG_HINT}\n"
 
 
+NO_ADAPTER = "--adapter /nowhere: no adapter_config.json there; expected a final/ or step_NNNNNN/ folder written by"
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "code", "message"),
+    [
+        ("fcloop.eval", [TINY, "--adapter", "/nowhere", "--out", "/nowhere/out"], 2, NO_ADAPTER + " fcloop.train"),
+        ("benchmarks.throughput", ["--config", "/nowhere.toml"], 2, "/nowhere.toml: config file not found"),
+    ],
+)
+def test_the_other_commands_fail_clean_too(module, args, code, message):
+    result = command(module, *args)
+    assert (result.returncode, result.stderr) == (code, f"error: {message}\n{DEBUG_HINT}\n")
+
+
 def test_fcloop_debug_shows_the_traceback(bad_file, tmp_path):
     result = command(
         "fcloop.train", TINY, f"--data.train={bad_file}", f"--run.out_dir={tmp_path / 'run'}", FCLOOP_DEBUG="1"
@@ -76,6 +91,16 @@ def test_a_missing_data_file(tmp_path, capsys):
     missing = tmp_path / "missing.jsonl"
     code, err = run_in_process(train_main, [TINY, f"--data.train={missing}", f"--run.out_dir={tmp_path}"], capsys)
     assert (code, err) == (1, f"error: {missing}: file not found\n{DEBUG_HINT}\n")
+
+
+def test_nothing_left_to_train_on(tiny_data, tmp_path, capsys):
+    argv = [TINY, f"--data.train={tiny_data[0]}", "--data.max_seq_len=16", f"--run.out_dir={tmp_path}"]
+    code, err = run_in_process(train_main, argv, capsys)
+    assert code == 1
+    # tiny.toml holds out a quarter of the 4 rows for eval; the other 3 are all longer than 16 tokens.
+    assert err.startswith("error: no training example is left after reading the data:\n  rows read: 3\n  kept: 0\n")
+    assert "\n  dropped, too long: 3\n" in err
+    assert err.endswith(f"\n{DEBUG_HINT}\n") and "Traceback" not in err
 
 
 def test_an_unexpected_error_keeps_its_traceback():
@@ -106,6 +131,12 @@ OFFLINE_MODEL_MESSAGE = (
 def hub_unreachable(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(fcloop.hub, "connection_problem", lambda: "no connection (simulated)")
+
+
+def test_behind_a_proxy_no_direct_connection_is_tried(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setattr(fcloop.hub.socket, "create_connection", lambda *a, **k: pytest.fail("no connection"))
+    assert fcloop.hub.connection_problem.__wrapped__() is None
 
 
 def test_a_hub_model_with_hf_hub_offline_fails_at_once_saying_what_to_do(monkeypatch, tmp_path, capsys):
