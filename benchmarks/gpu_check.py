@@ -31,7 +31,14 @@ from torch import nn
 from benchmarks.models import gemma2_2b_model
 from fcloop.config import LoraConfig, ModelConfig
 from fcloop.loop import forward_loss
-from fcloop.model import apply_lora, base_config, load_model, model_parts, select_trainable
+from fcloop.model import (
+    apply_lora,
+    base_config,
+    enable_activation_checkpointing,
+    load_model,
+    model_parts,
+    select_trainable,
+)
 from fcloop.packing import Batch, collate
 from fcloop.tiny import TINY_PATH
 from fcloop.tokenization import IGNORE_INDEX, Encoded
@@ -84,7 +91,7 @@ def build_model(tiny: bool, dtype: torch.dtype, device: torch.device, seed: int)
             layer.self_attn.attn_logit_softcapping = TINY_SOFTCAP  # read from the module at each forward
         with torch.no_grad():
             layer.self_attn.q_proj.weight.mul_(scale)
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    enable_activation_checkpointing(model)
     model = apply_lora(model, LORA, [])
     generator = torch.Generator(device=device).manual_seed(seed + 1)
     with torch.no_grad():

@@ -50,10 +50,11 @@ from benchmarks.mfu import (
 from benchmarks.models import NEW_TOKENS, adamw, base_model, compile_decoder_layers, recipe_lora
 from fcloop import loop
 from fcloop.config import Config, TrainConfig, load_config
+from fcloop.errors import run_cli
 from fcloop.flex_attention import attention_masks_for
 from fcloop.loop import autocast, forward_loss
 from fcloop.loss import DEFAULT_CHUNK_SIZE
-from fcloop.model import apply_lora, base_config, select_trainable
+from fcloop.model import apply_lora, base_config, enable_activation_checkpointing, select_trainable
 from fcloop.packing import Batch, best_fit_decreasing, collate, shifted_targets
 from fcloop.tokenization import IGNORE_INDEX, Encoded
 
@@ -274,7 +275,7 @@ def trainable_model(config: Config, setting: Setting, device: torch.device):
     dtype = torch.bfloat16 if config.train.precision == "bf16" else torch.float32
     model, new_token_ids = base_model(config, setting.attention, dtype, device)
     if setting.checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_activation_checkpointing(model)
     if setting.baseline:
         model = recipe_lora(model, config)
         trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
@@ -712,4 +713,4 @@ def write_report(report: dict, json_path: Path, markdown_path: Path) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

@@ -52,6 +52,7 @@ from fcloop.model import (
     add_token_rows,
     apply_lora,
     attention_implementation,
+    enable_activation_checkpointing,
     load_model,
     load_tokenizer,
     select_trainable,
@@ -184,7 +185,7 @@ def trainable_model(config: Config, device: torch.device):
 def run_fcloop(config: Config, steps: list[list[list[Encoded]]], warmup: int, device: torch.device) -> dict:
     model, tokenizer, new_token_ids = trainable_model(config, device)
     if config.train.activation_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_activation_checkpointing(model)
     torch.manual_seed(config.run.seed)
     model = apply_lora(model, config.lora, new_token_ids)
     trainable = select_trainable(model)

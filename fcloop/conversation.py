@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from fcloop.errors import FcloopError
+
 Role = Literal["system", "user", "assistant", "tool"]
 
 
-class BadRow(ValueError):
+class BadRow(FcloopError, ValueError):
     """A malformed input row. `reason` is a short category used to count skips; `detail` says what exactly."""
 
     def __init__(self, source: str, row: int, reason: str, detail: str = "") -> None:

@@ -12,11 +12,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from fcloop.bfcl import BfclCase, load_sources, split_sources
-from fcloop.config import DataConfig
+from fcloop.config import ConfigError, DataConfig
 from fcloop.conversation import BadRow, Conversation, RowProblem
+from fcloop.errors import FcloopError
 from fcloop.gemma_format import render
 from fcloop.readers import detect_file_format, iter_rows, read_row
 from fcloop.tokenization import Encoded, encode
+
+
+class NothingToTrain(FcloopError, ValueError):
+    """No training example is left after reading: every row was skipped or dropped (the stats say why)."""
 
 
 @dataclass
@@ -148,7 +153,7 @@ def _finish_eval(
 
 def load_datasets(config: DataConfig, tokenizer, seed: int) -> Datasets:
     if not config.train:
-        raise ValueError("data.train is empty: name at least one training source")
+        raise ConfigError("data.train is empty: name at least one training source")
     train_stats, eval_stats = DataStats(), DataStats()
     train_conversations = read_conversations(config.train, config, train_stats)
     # `bfcl:` sources are not conversations to compute a loss on, but cases for fcloop.bfcl; with only those
@@ -165,7 +170,8 @@ def load_datasets(config: DataConfig, tokenizer, seed: int) -> Datasets:
     train = encode_conversations(train_conversations, tokenizer, config, train_stats)
     eval_examples, kept_eval_conversations = _finish_eval(eval_conversations, tokenizer, config, eval_stats)
     if not train:
-        raise ValueError("no training example is left after reading the data:\n  " + "\n  ".join(train_stats.lines()))
+        lines = "\n  ".join(train_stats.lines())
+        raise NothingToTrain(f"no training example is left after reading the data:\n  {lines}")
     bfcl_cases = load_sources(bfcl_sources)
     return Datasets(train, eval_examples, train_stats, eval_stats, kept_eval_conversations, bfcl_cases)
 
@@ -177,7 +183,7 @@ def load_eval_data(config: DataConfig, tokenizer, seed: int) -> tuple[list[Conve
     conversation_sources, _ = split_sources(config.eval)
     if not conversation_sources:
         if config.eval_fraction <= 0:
-            raise ValueError("no eval data: set data.eval or data.eval_fraction")
+            raise ConfigError("no eval data: set data.eval or data.eval_fraction")
         data = load_datasets(config, tokenizer, seed)
         return data.eval_conversations, data.eval_stats
     stats = DataStats()

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from fcloop.config import Config, ConfigError, load_config, split_overrides
+from fcloop.errors import run_cli
 from fcloop.generation import write_predictions
 
 PREDICTIONS_FILE = "predictions.jsonl"
@@ -63,9 +64,17 @@ def load_inference_model(config: Config, adapter: Path | None, dtype: torch.dtyp
     """(model, tokenizer): the base model built exactly as training builds it (same tokens added, same new
     rows), with the PEFT adapter from `adapter` on top when given. The tokenizer is the adapter folder's
     when it has one (it is what training saved), else the config's, prepared as in training."""
-    from fcloop.model import add_token_rows, load_model, load_tokenizer
+    from fcloop.checkpoint import verify_folder
+    from fcloop.model import add_token_rows, load_model, load_tokenizer, peft_warnings_that_do_not_apply
     from fcloop.tokenization import prepare_tokenizer
 
+    if adapter is not None:
+        if not (adapter / "adapter_config.json").exists():
+            raise ConfigError(
+                f"--adapter {adapter}: no adapter_config.json there; expected a final/ or step_NNNNNN/ folder "
+                "written by fcloop.train"
+            )
+        verify_folder(adapter)  # never load a damaged adapter (a bad copy, a failing disk)
     tokenizer = load_tokenizer(config.model)
     # The new-token ids are needed even when the adapter brings its tokenizer: training initialized those rows
     # (the mean of the old rows), and an adapter that does not train them relies on that initialization.
@@ -75,7 +84,7 @@ def load_inference_model(config: Config, adapter: Path | None, dtype: torch.dtyp
 
         saved = AutoTokenizer.from_pretrained(adapter)
         if len(saved) != len(tokenizer):
-            raise ValueError(
+            raise ConfigError(
                 f"{adapter}: its tokenizer has {len(saved)} tokens, but the config's tokenizer prepared as in "
                 f"training has {len(tokenizer)}; was the adapter trained with another model.tokenizer?"
             )
@@ -85,7 +94,8 @@ def load_inference_model(config: Config, adapter: Path | None, dtype: torch.dtyp
     if adapter is not None:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, adapter)
+        with peft_warnings_that_do_not_apply():
+            model = PeftModel.from_pretrained(model, adapter)
     model.eval()
     return model, tokenizer
 
@@ -199,4 +209,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -21,6 +21,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from fcloop.errors import run_cli
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
@@ -125,4 +127,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from fcloop.config import ConfigError, load_config, split_overrides
+from fcloop.errors import run_cli
 from fcloop.tokenization import IGNORE_INDEX, Encoded
 
 SUPERVISED_START, SUPERVISED_END = "\x1b[1;32m", "\x1b[0m"  # bold green on a terminal
@@ -98,4 +99,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

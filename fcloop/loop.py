@@ -28,6 +28,7 @@ from fcloop.checkpoint import (
     load_train_state,
     rng_states,
     save_checkpoint,
+    write_manifest,
 )
 from fcloop.compile import CompileCounter, compile_enabled, compile_for_training
 from fcloop.config import Config, TrainConfig, save_config
@@ -44,6 +45,7 @@ from fcloop.distributed import (
     sum_gradients,
     sum_scalars,
 )
+from fcloop.fingerprint import resume_report, run_fingerprint
 from fcloop.flex_attention import attention_masks_for, refuse_unfused_flex_under_checkpointing
 from fcloop.generation import build_cases, evaluate_tool_calls, too_long_warning, write_predictions
 from fcloop.loss import DEFAULT_CHUNK_SIZE, supervised_cross_entropy
@@ -52,6 +54,7 @@ from fcloop.model import (
     add_token_rows,
     apply_lora,
     base_config,
+    enable_activation_checkpointing,
     load_model,
     load_tokenizer,
     model_parts,
@@ -323,17 +326,21 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
     epoch0_rows = plan.rows(0)
     efficiency = packing_efficiency(epoch0_rows, [len(e) for e in data.train], config.data.max_seq_len)
     say(f"rows per epoch: {len(epoch0_rows)}, packing efficiency {efficiency:.1%}, optimizer steps: {total_steps}")
+    # Resume only into the same run: a verified checkpoint (damaged ones skipped) whose data and shapes match.
+    fingerprint = run_fingerprint(config, tokenizer, data.train, world.size)
+    resume_from = find_resume_checkpoint(out_dir, config.checkpoint.resume, say)
+    for line in resume_report(resume_from, fingerprint) if resume_from else []:
+        say(line)
 
     # --- model: frozen base, LoRA + new-token rows trainable, nothing else ---
     torch.manual_seed(config.run.seed)
     model = load_model(config.model, len(tokenizer), dtype, device, config.run.seed)
     add_token_rows(model, len(tokenizer), new_token_ids)
     if train_cfg.activation_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_activation_checkpointing(model)
     model = apply_lora(model, config.lora, new_token_ids, trained_existing_ids)
     select_trainable(model)
     say(trainable_table(model))
-    resume_from = find_resume_checkpoint(out_dir, config.checkpoint.resume)
     if resume_from is not None:
         load_adapter(resume_from, model)  # before sharding, while the model holds whole tensors
     compiled = compile_enabled(train_cfg, device, world.sharded)
@@ -493,8 +500,9 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
                 adapter_state, optimizer_state = full_trainable_state(model), full_optimizer_state(optimizer)
                 if world.is_main:
                     save_checkpoint(
-                        out_dir, model, optimizer_state, state, config.checkpoint.keep_last, rng_per_rank, adapter_state
-                    )
+                        out_dir, model, optimizer_state, state, config.checkpoint.keep_last, rng_per_rank,
+                        adapter_state, fingerprint,
+                    )  # fmt: skip
                 barrier(world)
             if stop_now:
                 note(f"{stop.requested}: stopped after step {state.step}, checkpoint written; resume with "
@@ -520,3 +528,4 @@ def save_final(
     save_adapter(model, folder, adapter_state)
     tokenizer.save_pretrained(folder)
     save_config(config, folder / "config.toml")
+    write_manifest(folder)  # last: it vouches for every file above (fcloop.eval and fcloop.export verify it)

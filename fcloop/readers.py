@@ -12,7 +12,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from fcloop import hub
 from fcloop.conversation import BadRow, Conversation, Message, RowProblem, ToolCall
+from fcloop.errors import FcloopError
 from fcloop.toolcalls import MAX_NESTING, canonicalize_tool_calls, validate_tool_calls
 
 FORMATS = ("hermes", "hermes_thinking", "openai", "glaive", "flat")
@@ -45,7 +47,7 @@ GLAIVE_ROLES = {
 # ---------------------------------------------------------------------------------------------------------
 
 
-class SourceError(ValueError):
+class SourceError(FcloopError, ValueError):
     """A source that cannot be read at all (missing file, not JSON, empty, unknown hub id)."""
 
 
@@ -133,12 +135,21 @@ def _iter_hub_rows(source: str) -> Iterator[tuple[int, Any]]:
     import datasets
 
     dataset_id, config_name, split = parse_hub_id(source)
+    what = f"{source}: could not load hub data set {dataset_id!r} (config {config_name}, split {split})"
+    local_advice = "download it where the hub is reachable and name the local file(s) in data.train or data.eval"
+    unavailable = hub.unavailable_reason()
+    if unavailable is not None and not hub.offline_by_setting():
+        # Fail now rather than after the hub client's retries; HF_HUB_OFFLINE=1 reads a cached copy instead.
+        raise SourceError(
+            f"{what}: the hub cannot be reached ({unavailable}); {local_advice}, or set HF_HUB_OFFLINE=1 to use a "
+            "copy already in the local cache"
+        )
     try:
         dataset = datasets.load_dataset(dataset_id, config_name, split=split)
     except Exception as exc:  # the hub client raises many types; the user needs the id and the cause
-        raise SourceError(
-            f"{source}: could not load hub data set {dataset_id!r} (config {config_name}, split {split}): {exc}"
-        ) from exc
+        cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        offline = f"; the hub is not used ({unavailable}), so {local_advice}" if unavailable else ""
+        raise SourceError(f"{what}: {cause}{offline}") from exc
     yield from enumerate(dataset)
 
 

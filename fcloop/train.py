@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from fcloop.config import ConfigError, load_config, split_overrides
+from fcloop.errors import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,4 +30,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

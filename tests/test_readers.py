@@ -11,6 +11,7 @@ import pytest
 from conftest import write_jsonl
 from format_examples import EXAMPLES, GLAIVE, HERMES, WEATHER_TOOL
 
+import fcloop.hub
 from fcloop.conversation import BadRow, Conversation, Message, ToolCall
 from fcloop.readers import (
     DEMO_DIR,
@@ -299,7 +300,14 @@ def test_parse_hub_id(source, parsed):
     assert parse_hub_id(source) == parsed
 
 
-def test_hub_source_goes_through_load_dataset(monkeypatch):
+@pytest.fixture
+def hub_reachable(monkeypatch):
+    """As if the hub answered: no real connection is tried (load_dataset is faked in these tests)."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(fcloop.hub, "connection_problem", lambda: None)
+
+
+def test_hub_source_goes_through_load_dataset(monkeypatch, hub_reachable):
     import datasets
 
     calls = []
@@ -313,7 +321,7 @@ def test_hub_source_goes_through_load_dataset(monkeypatch):
     assert calls == [("owner/name", "cfg", "test")]
 
 
-def test_nonexistent_hub_id_is_a_source_error_naming_it(monkeypatch):
+def test_nonexistent_hub_id_is_a_source_error_naming_it(monkeypatch, hub_reachable):
     import datasets
 
     def fake_load_dataset(dataset_id, config_name, split):
