@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # One GPU window, at most 8 minutes in all: the environment, the flex-vs-eager gradient check
 # (benchmarks/gpu_check.py), the throughput benchmark's default set and the gpu_smoke training run (interrupted
-# and resumed), each under its own `timeout`; a part that fails or runs out of time is reported and the next
-# one runs; the exit status is 1 if any part failed. Everything goes to $OUT (default ./device_window_out): device_window.log (all output), env.txt,
-# parts.tsv (part, exit status, seconds), gpu_check.json, throughput.json/.md, gpu_smoke.json and
-# gpu_smoke_metrics.jsonl; the smoke run's own folder (checkpoints) stays in $SMOKE_RUN_DIR.
+# and resumed), then, where TRL can be imported (its wheels carried in .whl/, see benchmarks/device_wheels.sh),
+# the side-by-side with TRL (benchmarks/versus_trl.py) with whatever time is left; each under its own
+# `timeout`; a part that fails or runs out of time is reported and the next one runs; the exit status is 1 if
+# any part failed. Everything goes to $OUT (default ./device_window_out), 8 files at most (what the device
+# tool brings back): device_window.log (all output, the environment's facts first), parts.tsv (part, exit
+# status, seconds), gpu_check.json, throughput.json/.md, gpu_smoke.json, gpu_smoke_metrics.jsonl and
+# versus_trl.json; the smoke run's own folder (checkpoints) stays in $SMOKE_RUN_DIR.
 #
 #   PYTHONPATH=. bash benchmarks/device_window.sh      # needs no network and no `datasets`
 #   DEVICE_WINDOW_DRY_RUN=1 bash benchmarks/device_window.sh   # the same on CPU with the tiny model (tests)
@@ -27,6 +30,7 @@ TOTAL_SECONDS=470 # 8 minutes less the few seconds `timeout -k` may add to a par
 GPU_CHECK_SECONDS=${GPU_CHECK_SECONDS:-90}
 THROUGHPUT_SECONDS=${THROUGHPUT_SECONDS:-200}
 SMOKE_SECONDS=${SMOKE_SECONDS:-170}
+VERSUS_TRL_SECONDS=${VERSUS_TRL_SECONDS:-150}
 : >"$LOG"
 : >"$OUT/parts.tsv"
 
@@ -56,7 +60,7 @@ part() {
 	printf '%s\t%s\t%s\n' "$name" "$status" "$took" >>"$OUT/parts.tsv"
 }
 
-# The environment's facts to env.txt (each command under its own timeout: this is not a part of its own).
+# The environment's facts to the log (each command under its own timeout: this is not a part of its own).
 environment() {
 	local started=$SECONDS
 	{
@@ -90,8 +94,8 @@ print("cuda available", torch.cuda.is_available(), "cuda", torch.version.cuda)
 if torch.cuda.is_available():
     print("device", torch.cuda.get_device_name(0), "capability", torch.cuda.get_device_capability(0))
 PY
-	} >"$OUT/env.txt" 2>&1
-	tee -a "$LOG" <"$OUT/env.txt"
+	} >/tmp/device_window_env.txt 2>&1
+	tee -a "$LOG" </tmp/device_window_env.txt
 	printf '%s\t%s\t%s\n' env 0 $((SECONDS - started)) >>"$OUT/parts.tsv"
 }
 
@@ -128,6 +132,14 @@ part gpu_smoke "$SMOKE_SECONDS" "$PYTHON" -m benchmarks.gpu_smoke "${smoke_args[
 	--json "$OUT/gpu_smoke.json"
 if [ -f "$SMOKE_RUN_DIR/metrics.jsonl" ]; then
 	cp "$SMOKE_RUN_DIR/metrics.jsonl" "$OUT/gpu_smoke_metrics.jsonl"
+fi
+if [ "$DRY_RUN" != 1 ] && "$PYTHON" -c "import trl" >/dev/null 2>&1; then
+	# Its markdown stays out of $OUT (the JSON holds the same numbers): the device tool returns 8 files at most.
+	part versus_trl "$VERSUS_TRL_SECONDS" "$PYTHON" -m benchmarks.versus_trl --device cuda --steps 8 --rounds 2 \
+		--json "$OUT/versus_trl.json" --markdown /tmp/versus_trl.md
+else
+	say "versus_trl: skipped (dry run, or TRL is not importable: carry its wheels, benchmarks/device_wheels.sh)"
+	printf '%s\tskipped\t0\n' versus_trl >>"$OUT/parts.tsv"
 fi
 
 say "parts (name, exit status, seconds), $SECONDS s in all:"

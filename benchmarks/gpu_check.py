@@ -17,11 +17,10 @@ status is 1 if any comparison fails.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -29,6 +28,7 @@ import transformers
 from torch import nn
 
 from benchmarks.models import gemma2_2b_model
+from fcloop.compile import compile_for_training
 from fcloop.config import LoraConfig, ModelConfig
 from fcloop.loop import forward_loss
 from fcloop.model import (
@@ -196,26 +196,6 @@ def passed(result: dict) -> bool:
     return "error" not in result and all(result[part]["ok"] for part in ("loss", "hidden", "gradients"))
 
 
-@contextlib.contextmanager
-def cpu_flex_backward_while_compiling() -> Iterator[None]:
-    """On CPU flex attention refuses inputs that require grad, also while dynamo traces it; the operator
-    dynamo captures has a dense CPU backward that `aot_eager` runs. Lift the refusal only while compiling
-    (uncompiled flex keeps it), and only inside this block."""
-    import torch.nn.attention.flex_attention as flex
-
-    refuse = flex._validate_device
-
-    def validate_device(query, key, value):
-        if not (query.device.type == "cpu" and torch.compiler.is_compiling()):
-            refuse(query, key, value)
-
-    flex._validate_device = validate_device
-    try:
-        yield
-    finally:
-        flex._validate_device = refuse
-
-
 def flex_variants(device: torch.device) -> list[tuple[str, str | None]]:
     """(name, backend the decoder layers compile with, or None for uncompiled layers)."""
     if device.type == "cpu":  # transformers' own flex compile (inductor) has no CPU backward
@@ -247,8 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     device = torch.device(args.device)
     # Flex under checkpointing must never fall back to its unfused code (fcloop.flex_attention): an error instead.
-    cpu_backward = cpu_flex_backward_while_compiling() if device.type == "cpu" else contextlib.nullcontext()
-    with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True), cpu_backward:
+    with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
         report = check(args, device, "python -m benchmarks.gpu_check " + " ".join(argv))
     return 0 if report["ok"] else 1
 
@@ -285,10 +264,8 @@ def check(args: argparse.Namespace, device: torch.device, command: str) -> dict:
     report["reference_loss"] = float(reference["loss"])
     for name, backend in flex_variants(device):
         print(f"[gpu_check] {name}", flush=True)
-        if backend is not None:
-            torch._dynamo.reset()
-            for layer in model_parts(model).decoder.layers:
-                layer.compile(backend=backend, dynamic=False)
+        if backend is not None:  # as the loop compiles (train.compile); on CPU this lets compiled flex train
+            compile_for_training(model_parts(model).decoder, backend)
         try:
             variant = run_variant(model, batch, precision, device, "flex_attention")
             result = {"name": name, **compare(variant, reference, tolerances)}

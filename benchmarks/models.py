@@ -10,11 +10,12 @@ import transformers
 from torch import nn
 
 from fcloop.config import Config, TrainConfig
-from fcloop.model import add_token_rows, load_model, load_tokenizer, model_parts, parameter_groups
-from fcloop.tiny import TINY_PATH
+from fcloop.model import add_token_rows, load_model, load_tokenizer, parameter_groups
+from fcloop.tiny import GEMMA2_VOCAB, TINY_PATH
+from fcloop.tiny import gemma2_2b_config as fcloop_gemma2_2b_config
 from fcloop.tokenization import prepare_tokenizer
 
-GEMMA2_2B_VOCAB = 256_000
+GEMMA2_2B_VOCAB = GEMMA2_VOCAB
 NEW_TOKENS = 8  # the eight tags fcloop adds: 256000 -> 256008 rows, as in the recipe
 # The Agents Course notebook's LoRA (ANCHORS section 1): r 16, alpha 64, dropout 0.05, these targets. Its
 # embed_tokens target is a LoRA on the embedding (peft's lora_embedding_A/B), not trained rows.
@@ -24,27 +25,9 @@ RECIPE_LORA_TARGETS = (
 
 
 def gemma2_2b_config(attn_implementation: str) -> transformers.Gemma2Config:
-    """google/gemma-2-2b's architecture (ANCHORS section 3), written out so no download is needed."""
-    config = transformers.Gemma2Config(
-        vocab_size=GEMMA2_2B_VOCAB,
-        hidden_size=2304,
-        intermediate_size=9216,
-        num_hidden_layers=26,
-        num_attention_heads=8,
-        num_key_value_heads=4,
-        head_dim=256,
-        hidden_activation="gelu_pytorch_tanh",
-        max_position_embeddings=8192,
-        rms_norm_eps=1e-6,
-        query_pre_attn_scalar=256,
-        sliding_window=4096,
-        attn_logit_softcapping=50.0,
-        final_logit_softcapping=30.0,
-        pad_token_id=0,
-        eos_token_id=1,
-        bos_token_id=2,
-        tie_word_embeddings=True,
-    )
+    """google/gemma-2-2b's architecture (ANCHORS section 3; the same as `model.path = "random:gemma2-2b"`),
+    so no download is needed."""
+    config = fcloop_gemma2_2b_config(GEMMA2_2B_VOCAB)
     config._attn_implementation = attn_implementation
     config.use_cache = False
     return config
@@ -90,13 +73,6 @@ def recipe_lora(model: nn.Module, config: Config) -> nn.Module:
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, lora)
-
-
-def compile_decoder_layers(model: nn.Module) -> None:
-    """torch.compile each decoder layer in place. Per layer, not the whole model: LoRA dropout with activation
-    checkpointing breaks whole-model compile (peft#3020), and the loss, masks and optimizer stay eager."""
-    for layer in model_parts(model).decoder.layers:
-        layer.compile()
 
 
 def adamw(trainable: list[tuple[str, nn.Parameter]], train: TrainConfig, device: torch.device) -> torch.optim.AdamW:

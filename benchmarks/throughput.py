@@ -47,16 +47,19 @@ from benchmarks.mfu import (
     step_flops,
     t_eff,
 )
-from benchmarks.models import NEW_TOKENS, adamw, base_model, compile_decoder_layers, recipe_lora
+from benchmarks.models import NEW_TOKENS, adamw, base_model, recipe_lora
 from fcloop import loop
+from fcloop.compile import compile_for_training
 from fcloop.config import Config, TrainConfig, load_config
 from fcloop.errors import run_cli
 from fcloop.flex_attention import attention_masks_for
 from fcloop.loop import autocast, forward_loss
 from fcloop.loss import DEFAULT_CHUNK_SIZE
-from fcloop.model import apply_lora, base_config, enable_activation_checkpointing, select_trainable
+from fcloop.model import apply_lora, base_config, enable_activation_checkpointing, model_parts, select_trainable
 from fcloop.packing import Batch, best_fit_decreasing, collate, shifted_targets
 from fcloop.tokenization import IGNORE_INDEX, Encoded
+
+COMPILE_BACKEND = "inductor"  # train.compile_backend's default: what a user's compiled run uses
 
 DEFAULT_CONFIG = "configs/gemma.toml"
 FIRST_ORDINARY_ID = 5  # synthetic text avoids <pad> <eos> <bos> and the first control tokens
@@ -283,8 +286,8 @@ def trainable_model(config: Config, setting: Setting, device: torch.device):
         model = apply_lora(model, config.lora, new_token_ids)
         trainable = select_trainable(model)
     optimizer = adamw(trainable, config.train, device)
-    if setting.compile:
-        compile_decoder_layers(model)
+    if setting.compile:  # as the loop compiles (train.compile): every layer, one more graph an error
+        compile_for_training(model_parts(model).decoder, COMPILE_BACKEND)
     model.train()
     return model, optimizer, [parameter for _, parameter in trainable]
 
@@ -298,8 +301,6 @@ def measure(config: Config, setting: Setting, args: argparse.Namespace, device: 
 
 def measure_setting(config: Config, setting: Setting, args: argparse.Namespace, device: torch.device) -> Measurement:
     torch.manual_seed(config.run.seed)
-    if setting.compile:
-        torch._dynamo.reset()  # a fresh model: do not count against the previous one's recompile limit
     model, optimizer, parameters = trainable_model(config, setting, device)
     counts = matmul_counts(model)
     vocab_size = model.get_input_embeddings().weight.shape[0] - NEW_TOKENS
@@ -317,7 +318,10 @@ def measure_setting(config: Config, setting: Setting, args: argparse.Namespace, 
         batches = packed_batches(docs, setting.seq_len, setting.micro_batch_size, count, pad_id)
         # The chunked loss exactly as the loop runs it: logits recomputed in backward unless the config keeps them.
         chunked = functools.partial(
-            forward_loss, recompute_logits=config.train.recompute_logits, loss_chunk_tokens=setting.loss_chunk_tokens
+            forward_loss,
+            recompute_logits=config.train.recompute_logits,
+            loss_chunk_tokens=setting.loss_chunk_tokens,
+            mask_compile_backend=COMPILE_BACKEND if setting.compile else None,
         )
         loss_fn = chunked if setting.loss == "chunked" else full_logits_loss
 

@@ -346,6 +346,10 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
     compiled = compile_enabled(train_cfg, device, world.sharded)
     if compiled:
         compile_for_training(model_parts(model).decoder, train_cfg.compile_backend)
+    elif base_config(model)._attn_implementation == "flex_attention":
+        # transformers compiles flex attention itself; its silent fallback to the unfused kernel would be slow
+        # and, under activation checkpointing, give wrong gradients (fcloop.flex_attention): an error instead.
+        torch._dynamo.config.fail_on_recompile_limit_hit = True
     compile_counter = CompileCounter()
     # Compiled code needs fixed shapes: every row padded to max_seq_len, not to its batch's longest row. One
     # length, not a few buckets: packed rows are mostly near full (data/packing_efficiency), so buckets would

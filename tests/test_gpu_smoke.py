@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from benchmarks.throughput import gemma2_2b_config as benchmark_gemma2_2b_config
+from benchmarks.models import gemma2_2b_config as benchmark_gemma2_2b_config
 from fcloop.config import ModelConfig
 from fcloop.model import load_model, load_tokenizer
 from fcloop.tiny import RANDOM_GEMMA2_2B_PATH, gemma2_2b_config
