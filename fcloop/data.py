@@ -11,6 +11,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
+from fcloop.bfcl import BfclCase, load_sources, split_sources
 from fcloop.config import DataConfig
 from fcloop.conversation import BadRow, Conversation, RowProblem
 from fcloop.gemma_format import render
@@ -128,6 +129,8 @@ class Datasets:
     eval_stats: DataStats
     eval_conversations: list[Conversation]
     """Kept for generation-based evaluation (the tool-call scorer)."""
+    bfcl_cases: list[BfclCase] = field(default_factory=list)
+    """The cases of the `bfcl:` sources in data.eval, scored by BFCL's rules (`fcloop.bfcl`)."""
 
 
 def _finish_eval(
@@ -148,8 +151,11 @@ def load_datasets(config: DataConfig, tokenizer, seed: int) -> Datasets:
         raise ValueError("data.train is empty: name at least one training source")
     train_stats, eval_stats = DataStats(), DataStats()
     train_conversations = read_conversations(config.train, config, train_stats)
-    if config.eval:
-        eval_conversations = read_conversations(config.eval, config, eval_stats)
+    # `bfcl:` sources are not conversations to compute a loss on, but cases for fcloop.bfcl; with only those
+    # in data.eval, data.eval_fraction still holds out training rows.
+    conversation_sources, bfcl_sources = split_sources(config.eval)
+    if conversation_sources:
+        eval_conversations = read_conversations(conversation_sources, config, eval_stats)
     elif config.eval_fraction > 0:
         train_conversations, eval_conversations = split_held_out(train_conversations, config.eval_fraction, seed)
         eval_stats.rows_read = len(eval_conversations)
@@ -160,17 +166,20 @@ def load_datasets(config: DataConfig, tokenizer, seed: int) -> Datasets:
     eval_examples, kept_eval_conversations = _finish_eval(eval_conversations, tokenizer, config, eval_stats)
     if not train:
         raise ValueError("no training example is left after reading the data:\n  " + "\n  ".join(train_stats.lines()))
-    return Datasets(train, eval_examples, train_stats, eval_stats, kept_eval_conversations)
+    bfcl_cases = load_sources(bfcl_sources)
+    return Datasets(train, eval_examples, train_stats, eval_stats, kept_eval_conversations, bfcl_cases)
 
 
 def load_eval_data(config: DataConfig, tokenizer, seed: int) -> tuple[list[Conversation], DataStats]:
     """The kept eval conversations and their stats, exactly as training evaluates on them. With eval sources
-    of its own, the training sources are not read; a held-out fraction needs them."""
-    if not config.eval:
+    of its own, the training sources are not read; a held-out fraction needs them. `bfcl:` sources are left
+    to `fcloop.bfcl.load_sources`."""
+    conversation_sources, _ = split_sources(config.eval)
+    if not conversation_sources:
         if config.eval_fraction <= 0:
             raise ValueError("no eval data: set data.eval or data.eval_fraction")
         data = load_datasets(config, tokenizer, seed)
         return data.eval_conversations, data.eval_stats
     stats = DataStats()
-    conversations = read_conversations(config.eval, config, stats)
+    conversations = read_conversations(conversation_sources, config, stats)
     return _finish_eval(conversations, tokenizer, config, stats)[1], stats

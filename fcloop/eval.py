@@ -4,6 +4,10 @@ Generates an answer for every assistant turn of the eval conversations (greedy, 
 stopping at `<end_of_turn>` / `<eos>`) and scores the tool calls. Writes DIR/predictions.jsonl (one object
 per case: id, tools, expected, generated) and DIR/metrics.json, and prints the metrics.
 
+A `bfcl:PATH[@N]` or `bfcl:CATEGORY[@N]` source (see `fcloop.bfcl`) adds BFCL cases, scored by BFCL's
+rules: metrics `bfcl/accuracy`, `bfcl/<category>` and their counts, and DIR/bfcl_predictions.jsonl (id,
+category, prompt_tokens, too_long, expected, generated, correct, error).
+
 `python -m fcloop.eval --score PRED.jsonl --out DIR` scores a predictions file alone, without a model.
 """
 
@@ -22,6 +26,7 @@ from fcloop.config import Config, ConfigError, load_config, split_overrides
 from fcloop.generation import write_predictions
 
 PREDICTIONS_FILE = "predictions.jsonl"
+BFCL_PREDICTIONS_FILE = "bfcl_predictions.jsonl"
 METRICS_FILE = "metrics.json"
 # Any of these says that a folder holds a saved tokenizer (a final/ folder does; a step_ checkpoint does not).
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
@@ -31,7 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fcloop.eval", description=__doc__.split("\n\n")[1])
     parser.add_argument("config", nargs="?", help="TOML config file; keys can be overridden with --section.key=value")
     parser.add_argument("--adapter", type=Path, help="a final/ or step_NNNNNN/ folder holding a PEFT adapter")
-    parser.add_argument("--data", action="append", help="eval source(s) instead of data.eval (repeatable)")
+    parser.add_argument(
+        "--data",
+        action="append",
+        help="eval source(s) instead of data.eval (repeatable); bfcl:PATH[@N] or bfcl:CATEGORY[@N] for BFCL",
+    )
     parser.add_argument("--out", type=Path, help="output folder (default: run.out_dir/eval)")
     parser.add_argument("--score", type=Path, metavar="PRED.jsonl", help="only score this predictions file")
     return parser
@@ -102,15 +111,34 @@ def score_only(predictions: Path, out: Path) -> dict[str, Any]:
 
 
 def evaluate(config: Config, adapter: Path | None, sources: list[str] | None, out: Path) -> dict[str, Any]:
-    """Generate and score every case of the eval data; write predictions and metrics under `out`."""
-    from fcloop.data import load_eval_data
-    from fcloop.generation import build_cases, evaluate_tool_calls, too_long_warning
+    """Generate and score every case of the eval data; write predictions and metrics under `out`.
 
+    `sources` (from --data) replace data.eval, and then only they are evaluated: `--data bfcl:...` alone
+    scores BFCL cases only, even where the config holds out data.eval_fraction of the training rows."""
+    from fcloop.bfcl import load_sources, split_sources
+
+    conversation_sources, bfcl_sources = split_sources(sources or config.data.eval)
+    bfcl_cases = load_sources(bfcl_sources)  # before the model, so that a wrong path fails at once
     device = inference_device()
     dtype = inference_dtype(config.train.precision, device)
     model, tokenizer = load_inference_model(config, adapter, dtype, device)
-    data_config = dataclasses.replace(config.data, eval=tuple(sources)) if sources else config.data
-    conversations, stats = load_eval_data(data_config, tokenizer, config.run.seed)
+    metrics: dict[str, Any] = {}
+    if conversation_sources or not bfcl_cases or (not sources and config.data.eval_fraction > 0):
+        metrics.update(evaluate_conversations(config, model, tokenizer, conversation_sources, device, dtype, out))
+    if bfcl_cases:
+        metrics.update(evaluate_bfcl_cases(config, model, tokenizer, bfcl_cases, device, dtype, out))
+    write_metrics(out / METRICS_FILE, metrics)
+    return metrics
+
+
+def evaluate_conversations(config: Config, model, tokenizer, sources, device, dtype, out: Path) -> dict[str, Any]:
+    """The tool-call scores of the eval conversations (`fcloop.scoring`); writes out/predictions.jsonl."""
+    from fcloop.data import load_eval_data
+    from fcloop.generation import build_cases, evaluate_tool_calls, too_long_warning
+
+    conversations, stats = load_eval_data(
+        dataclasses.replace(config.data, eval=tuple(sources)), tokenizer, config.run.seed
+    )
     print("eval data:\n  " + "\n  ".join(stats.lines()))
     cases = build_cases(conversations, config.eval.max_cases)
     if warning := too_long_warning(cases, tokenizer, config.eval.max_new_tokens):
@@ -121,7 +149,25 @@ def evaluate(config: Config, adapter: Path | None, sources: list[str] | None, ou
         device,
     )  # fmt: skip
     write_predictions(out / PREDICTIONS_FILE, records)
-    write_metrics(out / METRICS_FILE, metrics)
+    print(f"wrote {out / PREDICTIONS_FILE}")
+    return metrics
+
+
+def evaluate_bfcl_cases(config: Config, model, tokenizer, cases, device, dtype, out: Path) -> dict[str, Any]:
+    """The BFCL scores of the `bfcl:` cases (`fcloop.bfcl`); writes out/bfcl_predictions.jsonl."""
+    from fcloop.bfcl import describe, evaluate_bfcl, prompt_limit, warnings_for
+
+    think, max_new_tokens = config.data.think_instruction, config.eval.max_new_tokens
+    limit = prompt_limit(model, config.data.max_seq_len)
+    for warning in warnings_for(cases, tokenizer, think, limit, max_new_tokens):
+        print(warning, file=sys.stderr)
+    print(describe(cases))
+    print(f"generating {len(cases)} BFCL cases on {device} ({dtype})...", flush=True)
+    metrics, records = evaluate_bfcl(
+        model, tokenizer, cases, think, max_new_tokens, config.eval.batch_size, device, limit
+    )
+    write_predictions(out / BFCL_PREDICTIONS_FILE, records)
+    print(f"wrote {out / BFCL_PREDICTIONS_FILE}")
     return metrics
 
 
@@ -147,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         out = args.out if args.out is not None else Path(config.run.out_dir) / "eval"
         metrics = evaluate(config, args.adapter, args.data, out)
-        print(f"wrote {out / PREDICTIONS_FILE} and {out / METRICS_FILE}")
+        print(f"wrote {out / METRICS_FILE}")
     print_metrics(metrics)
     return 0
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from fcloop.bfcl import describe, evaluate_bfcl, prompt_limit, warnings_for
 from fcloop.checkpoint import (
     RunState,
     find_resume_checkpoint,
@@ -122,7 +123,7 @@ def evaluate_loss(
     pad_id: int,
     world: World | None = None,
     loss_fn: LossFn | None = None,
-) -> float:
+) -> float | None:
     """Token-weighted mean NLL over every supervised token of the eval set (each rank takes a share)."""
     world = world or World()
     loss_fn = loss_fn or forward_loss
@@ -140,7 +141,7 @@ def evaluate_loss(
         loss_fn(model, collate([[examples[i] for i in all_rows[0]]], pad_id).to(device), precision, device)
     model.train(was_training)
     total, count = sum_scalars([total, float(count)], world)
-    return total / count
+    return total / count if count else None  # None: nothing to measure (data.eval holds only bfcl: sources)
 
 
 def train_step(
@@ -280,6 +281,8 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
     say("train data:\n  " + "\n  ".join(data.train_stats.lines()))
     if data.eval:
         say("eval data:\n  " + "\n  ".join(data.eval_stats.lines()))
+    if data.bfcl_cases:
+        say(describe(data.bfcl_cases))
     plan = DataPlan(
         data.train, config.data.max_seq_len, config.data.packing, config.run.seed,
         train_cfg.micro_batch_size * train_cfg.grad_accum_steps * world.size,
@@ -325,10 +328,15 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
     logger = (
         MetricsLogger(out_dir, resume_after_step=state.step if resume_from else None) if world.is_main else NullLogger()
     )
-    evaluate = bool(data.eval) and config.eval.every_steps > 0
+    evaluate = bool(data.eval or data.bfcl_cases) and config.eval.every_steps > 0
     # A fixed sample of tool-call cases, scored by generating each assistant turn (rank 0 only).
     cases = build_cases(data.eval_conversations, config.eval.max_cases) if config.eval.max_cases else []
     if warning := too_long_warning(cases, tokenizer, config.eval.max_new_tokens):
+        say(warning)
+    bfcl_limit = prompt_limit(model, config.data.max_seq_len)
+    for warning in warnings_for(
+        data.bfcl_cases, tokenizer, config.data.think_instruction, bfcl_limit, config.eval.max_new_tokens
+    ):
         say(warning)
 
     def run_eval(step: int) -> None:
@@ -348,6 +356,15 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
             logger.text("eval/generations", generations_markdown(predictions[:3]), step)
             if world.is_main:  # every case, to read what the model did (TensorBoard shows the first few)
                 write_predictions(out_dir / "eval" / f"predictions_step_{step:06d}.jsonl", predictions)
+        if data.bfcl_cases and (world.is_main or world.sharded):  # BFCL's cases, scored by its rules
+            with root_gathered(runner) if world.sharded else contextlib.nullcontext(model) as whole_model:
+                bfcl_scores, bfcl_records = evaluate_bfcl(
+                    whole_model, tokenizer, data.bfcl_cases, config.data.think_instruction,
+                    config.eval.max_new_tokens, config.eval.batch_size, device, bfcl_limit, synced_ranks=world.sharded,
+                )  # fmt: skip
+            values.update(bfcl_scores)
+            if world.is_main:
+                write_predictions(out_dir / "eval" / f"bfcl_predictions_step_{step:06d}.jsonl", bfcl_records)
         logger.log(step, values)
         note(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, float)))
 

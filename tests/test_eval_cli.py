@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from bfcl_data import write_bfcl_folder
 from tiny_data import write_tiny_data
 
 from fcloop.config import load_config
@@ -155,3 +156,71 @@ def test_eval_cli_without_adapter_evaluates_the_base_model_on_data_given(trained
     records = read_jsonl(trained_run / "eval" / "predictions.jsonl")  # the default folder: run.out_dir/eval
     # Both conversations have two assistant turns; max_cases=0 means all.
     assert [record["id"] for record in records] == [f"{other}:{row}:{turn}" for row in (0, 1) for turn in (0, 1)]
+
+
+BFCL_KEYS = {
+    "bfcl/accuracy",
+    "bfcl/n",
+    "bfcl/too_long",
+    "bfcl/simple_python",
+    "bfcl/simple_python/n",
+    "bfcl/irrelevance",
+    "bfcl/irrelevance/n",
+}
+
+
+def test_eval_cli_scores_bfcl_sources_by_bfcls_rules_beside_the_conversations(trained_run, tmp_path):
+    from fcloop.bfcl import check_generated, load_sources
+
+    folder = write_bfcl_folder(tmp_path / "bfcl")
+    sources = [f"bfcl:{folder / 'BFCL_v4_simple_python.json'}@2", f"bfcl:{folder / 'BFCL_v4_irrelevance.json'}"]
+    config = load_config(trained_run / "config.toml")
+    out = tmp_path / "eval"
+    argv = [str(trained_run / "config.toml"), "--adapter", str(trained_run / "final"), "--out", str(out)]
+    data = ["--data", config.data.eval[0], "--data", sources[0], "--data", sources[1]]
+    assert eval_main([*argv, *data, "--eval.max_cases=1", "--eval.max_new_tokens=8"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == METRIC_KEYS | BFCL_KEYS
+    assert (metrics["n"], metrics["bfcl/n"], metrics["bfcl/simple_python/n"], metrics["bfcl/irrelevance/n"]) == (
+        1,
+        3,
+        2,
+        1,
+    )
+    assert metrics["bfcl/too_long"] == 0
+    cases = load_sources(sources)
+    records = read_jsonl(out / "bfcl_predictions.jsonl")
+    assert [record["id"] for record in records] == [case.id for case in cases]
+    # Each verdict is the rules' verdict on the text generated, and the metrics count exactly those.
+    for record, case in zip(records, cases, strict=True):
+        assert isinstance(record["generated"], str) and record["too_long"] is False
+        assert record["error"] == check_generated(case, record["generated"])
+        assert record["correct"] == (record["error"] is None)
+    assert metrics["bfcl/accuracy"] == sum(record["correct"] for record in records) / 3
+    assert metrics["bfcl/irrelevance"] == float(records[2]["correct"])
+    assert len(read_jsonl(out / "predictions.jsonl")) == 1
+
+    # With a limit shorter than every prompt, no case is generated and each counts as wrong: none dropped.
+    short = tmp_path / "short"
+    argv = [str(trained_run / "config.toml"), "--out", str(short), "--data", sources[0], "--data", sources[1]]
+    assert eval_main([*argv, "--data.max_seq_len=16", "--eval.max_new_tokens=4"]) == 0
+    metrics = json.loads((short / "metrics.json").read_text())
+    assert set(metrics) == BFCL_KEYS  # --data with only bfcl: sources scores only those
+    assert (metrics["bfcl/accuracy"], metrics["bfcl/n"], metrics["bfcl/too_long"]) == (0.0, 3, 3)
+    records = read_jsonl(short / "bfcl_predictions.jsonl")
+    assert [(r["generated"], r["correct"], r["too_long"]) for r in records] == [(None, False, True)] * 3
+    assert not (short / "predictions.jsonl").exists()
+
+
+def test_eval_cli_names_a_missing_bfcl_file_before_loading_the_model(trained_run, tmp_path):
+    from fcloop.readers import SourceError
+
+    argv = [
+        str(trained_run / "config.toml"),
+        "--out",
+        str(tmp_path),
+        "--data",
+        f"bfcl:{tmp_path / 'BFCL_v4_multiple.json'}",
+    ]
+    with pytest.raises(SourceError, match="file not found"):
+        eval_main(argv)

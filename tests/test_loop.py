@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from bfcl_data import write_bfcl_folder
 from tiny_data import write_tiny_data
 
 import fcloop.loss
@@ -219,3 +220,26 @@ def test_tool_call_metrics_are_logged_at_each_evaluation(tmp_path, tiny_data):
         assert {f"eval/{name}": value for name, value in rescored.items()} == {
             key: value for key, value in record.items() if key.startswith("eval/") and key != "eval/loss"
         }
+
+
+@pytest.mark.parametrize("eval_fraction", [0.25, 0.0])
+def test_bfcl_metrics_are_logged_at_each_evaluation(tmp_path, tiny_data, eval_fraction):
+    folder = write_bfcl_folder(tmp_path / "bfcl")
+    sources = [f"bfcl:{folder / 'BFCL_v4_simple_python.json'}", f"bfcl:{folder / 'BFCL_v4_parallel.json'}"]
+    config = tiny_config(
+        tmp_path, tiny_data, "--train.max_steps=2", "--eval.max_new_tokens=4", f"--data.eval_fraction={eval_fraction}",
+        f"--data.eval={json.dumps(sources)}",
+    )  # fmt: skip
+    train(config)
+    evaluations = [r for r in read_metrics(config.run.out_dir) if "bfcl/accuracy" in r]
+    assert [r["step"] for r in evaluations] == [0, 2]
+    for record in evaluations:
+        path = Path(config.run.out_dir) / "eval" / f"bfcl_predictions_step_{record['step']:06d}.jsonl"
+        predictions = [json.loads(line) for line in path.read_text().splitlines()]
+        assert [p["id"] for p in predictions] == ["simple_python_0", "simple_python_1", "simple_python_2", "parallel_0"]
+        assert record["bfcl/accuracy"] == sum(p["correct"] for p in predictions) / 4
+        counts = [record[f"bfcl/{name}"] for name in ("n", "simple_python/n", "parallel/n", "too_long")]
+        assert counts == [4, 3, 1, 0]
+        # With only bfcl: sources in data.eval, a held-out fraction still gives the eval loss; without one there
+        # is no loss to measure (null), and BFCL is evaluated all the same.
+        assert (record["eval/loss"] is not None) == (eval_fraction > 0)
