@@ -146,7 +146,7 @@ def corpus(name: str, request) -> list[Conversation]:
     return [read_row(row, fmt, source, index) for index, row in rows]
 
 
-CORPORA = {"examples": 6, "glaive": 300, "demo:train": 320, "demo:eval": 48}
+CORPORA = {"examples": 6, "glaive": 300, "demo:train": 1200, "demo:eval": 48}
 
 
 @pytest.mark.parametrize("name", CORPORA)
