@@ -44,7 +44,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.throughput import adamw, gemma2_2b_model
+from benchmarks.models import adamw, gemma2_2b_model
 from fcloop import loop
 from fcloop.config import Config, load_config, split_overrides
 from fcloop.data import load_datasets
