@@ -10,7 +10,7 @@ import transformers
 from torch import nn
 
 from fcloop.config import Config, TrainConfig
-from fcloop.model import add_token_rows, load_model, load_tokenizer, parameter_groups
+from fcloop.model import add_token_rows, load_model, load_tokenizer, parameter_groups, peft_warnings_that_do_not_apply
 from fcloop.tiny import GEMMA2_VOCAB, TINY_PATH
 from fcloop.tiny import gemma2_2b_config as fcloop_gemma2_2b_config
 from fcloop.tokenization import prepare_tokenizer
@@ -72,7 +72,9 @@ def recipe_lora(model: nn.Module, config: Config) -> nn.Module:
         bias="none",
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, lora)
+    # The same two peft warnings as fcloop's own LoRA (fcloop.model): the recipe too adapts the tied lm_head.
+    with peft_warnings_that_do_not_apply():
+        return get_peft_model(model, lora)
 
 
 def adamw(trainable: list[tuple[str, nn.Parameter]], train: TrainConfig, device: torch.device) -> torch.optim.AdamW:
