@@ -601,6 +601,7 @@ def evaluate_bfcl(
     device,
     max_prompt_tokens: int,
     synced_ranks: bool = False,
+    progress: bool = False,
 ) -> tuple[dict[str, float | int | None], list[dict[str, Any]]]:
     """Generate an answer for every case whose prompt fits and judge it: (metrics of `bfcl_metrics`,
     records {"id", "category", "prompt_tokens", "too_long", "expected", "generated", "correct", "error"}
@@ -610,7 +611,9 @@ def evaluate_bfcl(
     prompts = [prompt_text(case, think_instruction) for case in cases]
     lengths = [_token_count(tokenizer, prompt) for prompt in prompts]
     fitting = [index for index, length in enumerate(lengths) if length <= max_prompt_tokens]
-    texts = generate(model, tokenizer, [prompts[i] for i in fitting], max_new_tokens, batch_size, device, synced_ranks)
+    texts = generate(
+        model, tokenizer, [prompts[i] for i in fitting], max_new_tokens, batch_size, device, synced_ranks, progress
+    )
     generated: dict[int, str] = dict(zip(fitting, texts, strict=True))
     records = []
     for index, case in enumerate(cases):

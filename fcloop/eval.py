@@ -156,7 +156,7 @@ def evaluate_conversations(config: Config, model, tokenizer, sources, device, dt
     print(f"generating {len(cases)} cases on {device} ({dtype})...", flush=True)
     metrics, records = evaluate_tool_calls(
         model, tokenizer, cases, config.data.think_instruction, config.eval.max_new_tokens, config.eval.batch_size,
-        device,
+        device, progress=True,
     )  # fmt: skip
     write_predictions(out / PREDICTIONS_FILE, records)
     print(f"wrote {out / PREDICTIONS_FILE}")
@@ -174,7 +174,7 @@ def evaluate_bfcl_cases(config: Config, model, tokenizer, cases, device, dtype, 
     print(describe(cases))
     print(f"generating {len(cases)} BFCL cases on {device} ({dtype})...", flush=True)
     metrics, records = evaluate_bfcl(
-        model, tokenizer, cases, think, max_new_tokens, config.eval.batch_size, device, limit
+        model, tokenizer, cases, think, max_new_tokens, config.eval.batch_size, device, limit, progress=True
     )
     write_predictions(out / BFCL_PREDICTIONS_FILE, records)
     print(f"wrote {out / BFCL_PREDICTIONS_FILE}")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 from transformers import GenerationConfig
 
 from fcloop.conversation import Conversation
@@ -232,12 +233,14 @@ def generate(
     batch_size: int,
     device: torch.device | str,
     synced_ranks: bool = False,
+    progress: bool = False,
 ) -> list[str]:
     """Greedy continuations of `prompts` (rendered texts that already start with `<bos>`), in order.
 
     Prompts are batched longest first, so that rows of a batch need little padding; greedy decoding makes
     the result independent of the batching. The model's training mode is restored afterwards.
     `synced_ranks`: every rank generates, and none stops decoding before all are done (FSDP).
+    `progress`: a bar of cases done on stderr (a CPU eval of a hundred cases takes many minutes).
     """
     if tokenizer.pad_token_id is None:
         raise ValueError("the tokenizer has no pad token; batched generation needs one for left padding")
@@ -249,7 +252,11 @@ def generate(
     was_training = model.training
     model.eval()
     try:
-        with token_rows_merged(model), eager_uncompiled(model):
+        with (
+            token_rows_merged(model),
+            eager_uncompiled(model),
+            tqdm(total=len(prompts), desc="generating", unit="case", disable=not progress) as bar,
+        ):
             for start in range(0, len(order), batch_size):
                 chunk = order[start : start + batch_size]
                 input_ids, attention_mask = left_pad([encoded[i] for i in chunk], tokenizer.pad_token_id)
@@ -262,6 +269,7 @@ def generate(
                 new_tokens = output[:, input_ids.shape[1] :].tolist()
                 for index, tokens in zip(chunk, new_tokens, strict=True):
                     texts[index] = decode_new_tokens(tokens, tokenizer, stop_ids, tokenizer.pad_token_id)
+                bar.update(len(chunk))
     finally:
         model.train(was_training)
     return texts
@@ -291,11 +299,12 @@ def evaluate_tool_calls(
     batch_size: int,
     device: torch.device | str,
     synced_ranks: bool = False,
+    progress: bool = False,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Generate an answer for every case and score it: (metrics of `fcloop.scoring.aggregate`, prediction
     records {"id", "tools", "expected", "generated"} in case order)."""
     prompts = [render(case.prompt, think_instruction, add_generation_prompt=True).text for case in cases]
-    generated = generate(model, tokenizer, prompts, max_new_tokens, batch_size, device, synced_ranks)
+    generated = generate(model, tokenizer, prompts, max_new_tokens, batch_size, device, synced_ranks, progress)
     scores = [score_case(case.expected, text, case.tools) for case, text in zip(cases, generated, strict=True)]
     records = [prediction_record(case, text) for case, text in zip(cases, generated, strict=True)]
     return aggregate(scores), records

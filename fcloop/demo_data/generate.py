@@ -41,7 +41,7 @@ EVAL_SIZE = 48
 EVAL_CONCEPT_EVERY = 8
 # About 900 tokens at most: with the preamble, every conversation fits the demo's 1024-token rows whole.
 MAX_CHARS = 2600
-KIND_SHARES = {"single": 0.45, "parallel": 0.15, "parallel_mixed": 0.10, "irrelevant": 0.22, "chat": 0.08}
+KIND_SHARES = {"single": 0.40, "parallel": 0.26, "parallel_mixed": 0.08, "irrelevant": 0.18, "chat": 0.08}
 # How many tools a conversation offers (at least as many as it calls): mostly short lists, so that a CPU step
 # holds more conversations, but up to five, as in real tool lists.
 TOOL_COUNT_WEIGHTS = {1: 0.40, 2: 0.25, 3: 0.20, 4: 0.10, 5: 0.05}
