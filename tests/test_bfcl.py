@@ -411,7 +411,7 @@ def test_evaluation_records_and_metrics_count_a_too_long_prompt_as_wrong(tmp_pat
     }
     seen_prompts = []
 
-    def fake_generate(model, tokenizer, prompts, max_new_tokens, batch_size, device, synced_ranks=False):
+    def fake_generate(model, tokenizer, prompts, max_new_tokens, batch_size, device, *flags):
         seen_prompts.extend(prompts)
         return [answers[next(c.id for c in cases if bfcl.prompt_text(c, "") == p)] for p in prompts]
 

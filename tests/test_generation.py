@@ -105,7 +105,7 @@ def test_evaluate_tool_calls_scores_generations_against_the_cases(monkeypatch):
     cases = build_cases(chats)
     seen_prompts = []
 
-    def perfect_generation(model, tokenizer, prompts, max_new_tokens, batch_size, device, synced_ranks=False):
+    def perfect_generation(model, tokenizer, prompts, max_new_tokens, batch_size, device, *flags):
         seen_prompts.extend(prompts)
         return [case.expected for case in cases]
 
