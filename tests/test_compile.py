@@ -48,15 +48,6 @@ def losses(records: list[dict]) -> dict[tuple[int, str], float]:
     return {(r["step"], key): r[key] for r in records for key in ("train/loss", "eval/loss") if key in r}
 
 
-@pytest.fixture
-def dynamo_settings_restored(monkeypatch):
-    """A compiled train() sets dynamo's recompile limit for its process; later tests get the settings back."""
-    for name in ("recompile_limit", "fail_on_recompile_limit_hit"):
-        monkeypatch.setattr(torch._dynamo.config, name, getattr(torch._dynamo.config, name))
-    yield
-    torch._dynamo.reset()
-
-
 def test_compiled_flex_loop_equals_the_eager_loop_without_recompiling(tmp_path, dynamo_settings_restored):
     data = write_tiny_data(tmp_path / "data")
     eager = tiny_run_config(tmp_path / "eager", data, "--model.attn_implementation=eager", "--train.compile=false")

@@ -298,7 +298,10 @@ def test_token_rows_merged_gives_the_same_logits_and_restores_the_embedding_bitw
         unmerged = model(input_ids=ids).logits
         with token_rows_merged(model):
             merged = model(input_ids=ids).logits
-    torch.testing.assert_close(merged, unmerged, rtol=0, atol=1e-6)
+    # Merged rows change the order of the lm_head's fp32 sums, not the values: a few ulps of logits near 5
+    # (torch's fp32 tolerance; measured 3.8e-6 on an AVX2 CPU, under 1e-6 on an AVX-512 one). Unmerged rows
+    # would differ by the rows themselves (std 0.5).
+    torch.testing.assert_close(merged, unmerged, rtol=1.3e-6, atol=1e-5)
     assert torch.equal(model.get_input_embeddings().weight, embedding_before)
 
 
