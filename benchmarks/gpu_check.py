@@ -6,7 +6,7 @@
 gemma-2-2b's architecture with random weights (nothing to download), q_proj scaled so that Gemma-2's
 attention softcap (50) binds, LoRA on every projection and lm_head with B non-zero (so A gets gradients),
 no dropout. Two packed rows of several documents, one longer than the sliding window (4096), run through
-`fcloop.loop.forward_loss` with activation checkpointing, as the loop trains: once with eager attention and
+`fcloop.training.loop.forward_loss` with activation checkpointing, as the loop trains: once with eager attention and
 per-document dense masks (the reference), then with flex attention and per-document block masks: flex
 compiled by transformers (layers eager), then with every decoder layer compiled (`train.compile`). Each
 variant's loss, final hidden states and gradients are compared with the reference by relative error
@@ -28,20 +28,14 @@ import transformers
 from torch import nn
 
 from benchmarks.models import gemma2_2b_model
-from fcloop.compile import compile_for_training
 from fcloop.config import LoraConfig, ModelConfig
-from fcloop.loop import forward_loss
-from fcloop.model import (
-    apply_lora,
-    base_config,
-    enable_activation_checkpointing,
-    load_model,
-    model_parts,
-    select_trainable,
-)
-from fcloop.packing import Batch, collate
-from fcloop.tiny import TINY_PATH
-from fcloop.tokenization import IGNORE_INDEX, Encoded
+from fcloop.data.packing import Batch, collate
+from fcloop.data.tokenization import IGNORE_INDEX, Encoded
+from fcloop.model.compile import compile_for_training
+from fcloop.model.load import base_config, enable_activation_checkpointing, load_model, model_parts
+from fcloop.model.lora import apply_lora, select_trainable
+from fcloop.model.tiny import TINY_PATH
+from fcloop.training.loop import forward_loss
 
 # Tolerances on relative errors, by precision: bf16 rounds to 8 mantissa bits at every layer boundary, and
 # flex and eager order the softmax's sums differently; a real bug (a wrong mask, a missing softcap, garbage
@@ -226,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     device = torch.device(args.device)
-    # Flex under checkpointing must never fall back to its unfused code (fcloop.flex_attention): an error instead.
+    # Flex under checkpointing must never fall back to its unfused code (fcloop.model.flex_attention): an error instead.
     with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
         report = check(args, device, "python -m benchmarks.gpu_check " + " ".join(argv))
     return 0 if report["ok"] else 1
@@ -245,7 +239,7 @@ def check(args: argparse.Namespace, device: torch.device, command: str) -> dict:
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "command": command,
-        "model": "tiny Gemma-2 (fcloop/tiny.py)" if args.tiny else "gemma-2-2b shapes, random weights",
+        "model": "tiny Gemma-2 (fcloop/model/tiny.py)" if args.tiny else "gemma-2-2b shapes, random weights",
         "precision": precision,
         "rows": [list(lengths) for lengths in rows],
         "sliding_window": base_config(model).sliding_window,

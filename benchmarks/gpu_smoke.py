@@ -1,6 +1,6 @@
 """`python -m benchmarks.gpu_smoke [--config configs/gpu_smoke.toml] [--json PATH] [--section.key=value ...]`
 
-The real `fcloop.loop.train` interrupted and resumed: the first run stops after the first checkpoint
+The real `fcloop.training.loop.train` interrupted and resumed: the first run stops after the first checkpoint
 (checkpoint.every_steps), as a killed job would, and the second resumes from it and runs to train.max_steps.
 Then the run is checked: every step logged once with a finite loss, evaluations (with generation) at step 0,
 every eval.every_steps and the last step, no recompilation, the final adapter written. The report (JSON) says
@@ -22,8 +22,8 @@ import torch
 import transformers
 
 from fcloop.config import Config, load_config, split_overrides
-from fcloop.loop import train
-from fcloop.metrics import read_metrics
+from fcloop.training.loop import train
+from fcloop.training.metrics import read_metrics
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "gpu_smoke.toml"
 

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from fcloop.model import LORA_PARAMETER_MARKERS, base_config
-from fcloop.packing import PADDING_DOCUMENT, Batch
+from fcloop.data.packing import PADDING_DOCUMENT, Batch
+from fcloop.model.load import base_config
+from fcloop.model.lora import LORA_PARAMETER_MARKERS
 
 DATASHEET_PEAK_TFLOPS = 989.0  # dense bf16, H100 / H200 SXM (NVIDIA datasheet; 1979 is with sparsity)
 

@@ -1,5 +1,5 @@
 """The benchmarks' models: gemma-2-2b from its real config with random weights (nothing to download), or
-fcloop's tiny model, set up the way `fcloop.loop.train` sets them up; and the recipe's own LoRA."""
+fcloop's tiny model, set up the way `fcloop.training.loop.train` sets them up; and the recipe's own LoRA."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import transformers
 from torch import nn
 
 from fcloop.config import Config, TrainConfig
-from fcloop.model import add_token_rows, load_model, load_tokenizer, parameter_groups, peft_warnings_that_do_not_apply
-from fcloop.tiny import GEMMA2_VOCAB, TINY_PATH
-from fcloop.tiny import gemma2_2b_config as fcloop_gemma2_2b_config
-from fcloop.tokenization import prepare_tokenizer
+from fcloop.data.tokenization import prepare_tokenizer
+from fcloop.model.load import load_model, load_tokenizer
+from fcloop.model.lora import add_token_rows, parameter_groups, peft_warnings_that_do_not_apply
+from fcloop.model.tiny import GEMMA2_VOCAB, TINY_PATH
+from fcloop.model.tiny import gemma2_2b_config as fcloop_gemma2_2b_config
 
 GEMMA2_2B_VOCAB = GEMMA2_VOCAB
 NEW_TOKENS = 8  # the eight tags fcloop adds: 256000 -> 256008 rows, as in the recipe
@@ -72,13 +73,13 @@ def recipe_lora(model: nn.Module, config: Config) -> nn.Module:
         bias="none",
         task_type="CAUSAL_LM",
     )
-    # The same two peft warnings as fcloop's own LoRA (fcloop.model): the recipe too adapts the tied lm_head.
+    # The same two peft warnings as fcloop's own LoRA (fcloop.model.lora): the recipe too adapts the tied lm_head.
     with peft_warnings_that_do_not_apply():
         return get_peft_model(model, lora)
 
 
 def adamw(trainable: list[tuple[str, nn.Parameter]], train: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """The optimizer exactly as fcloop.loop.train builds it (fused on CUDA)."""
+    """The optimizer exactly as fcloop.training.loop.train builds it (fused on CUDA)."""
     return torch.optim.AdamW(
         parameter_groups(trainable, train.weight_decay),
         lr=train.lr,

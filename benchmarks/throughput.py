@@ -7,7 +7,7 @@
 
 The model is gemma-2-2b built from its real config (benchmarks/models.py; random weights, nothing to
 download), or the tiny model with `--config configs/tiny.toml`. Every configuration builds a fresh model the way
-`fcloop.loop.train` does (new-token rows, activation checkpointing, LoRA, the trainable selection, AdamW)
+`fcloop.training.loop.train` does (new-token rows, activation checkpointing, LoRA, the trainable selection, AdamW)
 and times optimizer steps on packed synthetic rows, after warm-up steps, synchronizing before each reading.
 
 The baseline is the Agents Course recipe's step: its own LoRA (benchmarks/models.py, no fcloop token rows),
@@ -48,16 +48,17 @@ from benchmarks.mfu import (
     t_eff,
 )
 from benchmarks.models import NEW_TOKENS, adamw, base_model, recipe_lora
-from fcloop import loop
-from fcloop.compile import compile_for_training
 from fcloop.config import Config, TrainConfig, load_config
+from fcloop.data.packing import Batch, best_fit_decreasing, collate, shifted_targets
+from fcloop.data.tokenization import IGNORE_INDEX, Encoded
 from fcloop.errors import run_cli
-from fcloop.flex_attention import attention_masks_for
-from fcloop.loop import autocast, forward_loss
-from fcloop.loss import DEFAULT_CHUNK_SIZE
-from fcloop.model import apply_lora, base_config, enable_activation_checkpointing, model_parts, select_trainable
-from fcloop.packing import Batch, best_fit_decreasing, collate, shifted_targets
-from fcloop.tokenization import IGNORE_INDEX, Encoded
+from fcloop.model.compile import compile_for_training
+from fcloop.model.flex_attention import attention_masks_for
+from fcloop.model.load import base_config, enable_activation_checkpointing, model_parts
+from fcloop.model.lora import apply_lora, select_trainable
+from fcloop.model.loss import DEFAULT_CHUNK_SIZE
+from fcloop.training import loop
+from fcloop.training.loop import autocast, forward_loss
 
 COMPILE_BACKEND = "inductor"  # train.compile_backend's default: what a user's compiled run uses
 
@@ -273,7 +274,7 @@ def timed_steps(step: Callable[[int], None], warmup: int, steps: int, device: to
 
 
 def trainable_model(config: Config, setting: Setting, device: torch.device):
-    """(model, optimizer, trainable parameters), set up in fcloop.loop.train's order; the baseline with the
+    """(model, optimizer, trainable parameters), set up in fcloop.training.loop.train's order; the baseline with the
     recipe's own LoRA and nothing of fcloop's (its new rows are resized in, as the recipe does, not trained)."""
     dtype = torch.bfloat16 if config.train.precision == "bf16" else torch.float32
     model, new_token_ids = base_model(config, setting.attention, dtype, device)
@@ -331,7 +332,7 @@ def measure_setting(config: Config, setting: Setting, args: argparse.Namespace, 
                 device, loss_fn,
             )  # fmt: skip
 
-        step_function = "fcloop.loop.train_step"
+        step_function = "fcloop.training.loop.train_step"
     reset_memory(device)
     times = timed_steps(step, args.warmup, args.steps, device)
     allocated, reserved = peak_memory_gib(device)

@@ -7,7 +7,7 @@
 The training rows are built once, here, by fcloop's data path (load_datasets, then the loop's row plan for
 epoch 0), and every side trains on exactly these rows in this order:
 
-- fcloop: `fcloop.loop.train_step`, as benchmarks/throughput.py times it, with the config's settings;
+- fcloop: `fcloop.training.loop.train_step`, as benchmarks/throughput.py times it, with the config's settings;
 - trl_packing: TRL `SFTTrainer` fed the rows as pre-tokenized packed rows (its packed format: input_ids and the
   documents' lengths, so its padding-free collator restarts positions per document), loss on every token (TRL's
   default for a language-modeling data set, and the recipe's);
@@ -45,20 +45,13 @@ from pathlib import Path
 import torch
 
 from benchmarks.models import adamw, gemma2_2b_model
-from fcloop import loop
 from fcloop.config import Config, load_config, split_overrides
-from fcloop.data import load_datasets
-from fcloop.model import (
-    add_token_rows,
-    apply_lora,
-    attention_implementation,
-    enable_activation_checkpointing,
-    load_model,
-    load_tokenizer,
-    select_trainable,
-)
-from fcloop.packing import collate, plan_rows, shifted_targets
-from fcloop.tokenization import IGNORE_INDEX, Encoded, prepare_tokenizer
+from fcloop.data.load import load_datasets
+from fcloop.data.packing import collate, plan_rows, shifted_targets
+from fcloop.data.tokenization import IGNORE_INDEX, Encoded, prepare_tokenizer
+from fcloop.model.load import attention_implementation, enable_activation_checkpointing, load_model, load_tokenizer
+from fcloop.model.lora import add_token_rows, apply_lora, select_trainable
+from fcloop.training import loop
 
 SIDES = ("fcloop", "trl_packing", "trl_completion_only")
 # What both can train: TRL's fused loss reads lm_head.weight directly and refuses an adapter on lm_head.
@@ -164,7 +157,7 @@ def synchronize(device: torch.device) -> None:
 
 
 def trainable_model(config: Config, device: torch.device):
-    """(model with LoRA, trainable (name, parameter) pairs, tokenizer), built as fcloop.loop.train builds it,
+    """(model with LoRA, trainable (name, parameter) pairs, tokenizer), built as fcloop.training.loop.train builds it,
     seeded so every side starts from the same weights: gemma-2-2b from its config with random weights when the
     config names it (nothing is downloaded), else fcloop's loader."""
     dtype = torch.bfloat16 if config.train.precision == "bf16" else torch.float32

@@ -4,7 +4,7 @@ Generates an answer for every assistant turn of the eval conversations (greedy, 
 stopping at `<end_of_turn>` / `<eos>`) and scores the tool calls. Writes DIR/predictions.jsonl (one object
 per case: id, tools, expected, generated) and DIR/metrics.json, and prints the metrics.
 
-A `bfcl:PATH[@N]` or `bfcl:CATEGORY[@N]` source (see `fcloop.bfcl`) adds BFCL cases, scored by BFCL's
+A `bfcl:PATH[@N]` or `bfcl:CATEGORY[@N]` source (see `fcloop.evaluation.bfcl`) adds BFCL cases, scored by BFCL's
 rules: metrics `bfcl/accuracy`, `bfcl/<category>` and their counts, and DIR/bfcl_predictions.jsonl (id,
 category, prompt_tokens, too_long, expected, generated, correct, error).
 
@@ -24,7 +24,7 @@ import torch
 
 from fcloop.config import Config, ConfigError, load_config, split_overrides
 from fcloop.errors import run_cli
-from fcloop.generation import write_predictions
+from fcloop.evaluation.generation import write_predictions
 
 PREDICTIONS_FILE = "predictions.jsonl"
 BFCL_PREDICTIONS_FILE = "bfcl_predictions.jsonl"
@@ -64,9 +64,10 @@ def load_inference_model(config: Config, adapter: Path | None, dtype: torch.dtyp
     """(model, tokenizer): the base model built exactly as training builds it (same tokens added, same new
     rows), with the PEFT adapter from `adapter` on top when given. The tokenizer is the adapter folder's
     when it has one (it is what training saved), else the config's, prepared as in training."""
-    from fcloop.checkpoint import verify_folder
-    from fcloop.model import add_token_rows, load_model, load_tokenizer, peft_warnings_that_do_not_apply
-    from fcloop.tokenization import prepare_tokenizer
+    from fcloop.data.tokenization import prepare_tokenizer
+    from fcloop.model.load import load_model, load_tokenizer
+    from fcloop.model.lora import add_token_rows, peft_warnings_that_do_not_apply
+    from fcloop.training.checkpoint import verify_folder
 
     if adapter is not None:
         if not (adapter / "adapter_config.json").exists():
@@ -113,7 +114,7 @@ def print_metrics(metrics: dict[str, Any]) -> None:
 
 
 def score_only(predictions: Path, out: Path) -> dict[str, Any]:
-    from fcloop.scoring import score_predictions_file
+    from fcloop.evaluation.scoring import score_predictions_file
 
     metrics = score_predictions_file(predictions)
     write_metrics(out / METRICS_FILE, metrics)
@@ -125,7 +126,7 @@ def evaluate(config: Config, adapter: Path | None, sources: list[str] | None, ou
 
     `sources` (from --data) replace data.eval, and then only they are evaluated: `--data bfcl:...` alone
     scores BFCL cases only, even where the config holds out data.eval_fraction of the training rows."""
-    from fcloop.bfcl import load_sources, split_sources
+    from fcloop.data.bfcl_cases import load_sources, split_sources
 
     conversation_sources, bfcl_sources = split_sources(sources or config.data.eval)
     bfcl_cases = load_sources(bfcl_sources)  # before the model, so that a wrong path fails at once
@@ -142,9 +143,9 @@ def evaluate(config: Config, adapter: Path | None, sources: list[str] | None, ou
 
 
 def evaluate_conversations(config: Config, model, tokenizer, sources, device, dtype, out: Path) -> dict[str, Any]:
-    """The tool-call scores of the eval conversations (`fcloop.scoring`); writes out/predictions.jsonl."""
-    from fcloop.data import load_eval_data
-    from fcloop.generation import build_cases, evaluate_tool_calls, too_long_warning
+    """The tool-call scores of the eval conversations (`fcloop.evaluation.scoring`); writes out/predictions.jsonl."""
+    from fcloop.data.load import load_eval_data
+    from fcloop.evaluation.generation import build_cases, evaluate_tool_calls, too_long_warning
 
     conversations, stats = load_eval_data(
         dataclasses.replace(config.data, eval=tuple(sources)), tokenizer, config.run.seed
@@ -164,8 +165,8 @@ def evaluate_conversations(config: Config, model, tokenizer, sources, device, dt
 
 
 def evaluate_bfcl_cases(config: Config, model, tokenizer, cases, device, dtype, out: Path) -> dict[str, Any]:
-    """The BFCL scores of the `bfcl:` cases (`fcloop.bfcl`); writes out/bfcl_predictions.jsonl."""
-    from fcloop.bfcl import describe, evaluate_bfcl, prompt_limit, warnings_for
+    """The BFCL scores of the `bfcl:` cases (`fcloop.evaluation.bfcl`); writes out/bfcl_predictions.jsonl."""
+    from fcloop.evaluation.bfcl import describe, evaluate_bfcl, prompt_limit, warnings_for
 
     think, max_new_tokens = config.data.think_instruction, config.eval.max_new_tokens
     limit = prompt_limit(model, config.data.max_seq_len)

@@ -92,7 +92,7 @@ def merge_adapter(model) -> nn.Module:
 
 def prepare_for_inference(model, tokenizer) -> None:
     """Settings a plain `generate` needs: the KV cache (training turns it off) and the turn end as a stop."""
-    from fcloop.generation import stop_token_ids
+    from fcloop.evaluation.generation import stop_token_ids
 
     model.config.use_cache = True
     if getattr(model, "generation_config", None) is not None:

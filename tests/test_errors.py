@@ -79,7 +79,7 @@ def test_fcloop_debug_shows_the_traceback(bad_file, tmp_path):
     )
     assert result.returncode == 1
     assert "Traceback (most recent call last)" in result.stderr
-    assert result.stderr.rstrip().endswith(f"fcloop.conversation.BadRow: {bad_file.parent}/{BAD_ROW_MESSAGE}")
+    assert result.stderr.rstrip().endswith(f"fcloop.data.conversation.BadRow: {bad_file.parent}/{BAD_ROW_MESSAGE}")
 
 
 def test_a_bad_row_through_inspect(bad_file, capsys):

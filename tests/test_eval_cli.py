@@ -11,7 +11,7 @@ from tiny_data import write_tiny_data
 
 from fcloop.config import load_config
 from fcloop.eval import main as eval_main
-from fcloop.loop import train
+from fcloop.training.loop import train
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 RECORD_KEYS = ["id", "tools", "expected", "generated"]
@@ -170,7 +170,8 @@ BFCL_KEYS = {
 
 
 def test_eval_cli_scores_bfcl_sources_by_bfcls_rules_beside_the_conversations(trained_run, tmp_path):
-    from fcloop.bfcl import check_generated, load_sources
+    from fcloop.data.bfcl_cases import load_sources
+    from fcloop.evaluation.bfcl import check_generated
 
     folder = write_bfcl_folder(tmp_path / "bfcl")
     sources = [f"bfcl:{folder / 'BFCL_v4_simple_python.json'}@2", f"bfcl:{folder / 'BFCL_v4_irrelevance.json'}"]
@@ -228,7 +229,7 @@ def test_eval_cli_scores_bfcl_sources_by_bfcls_rules_beside_the_conversations(tr
 
 
 def test_eval_cli_names_a_missing_bfcl_file_before_loading_the_model(trained_run, tmp_path):
-    from fcloop.readers import SourceError
+    from fcloop.data.readers import SourceError
 
     argv = [
         str(trained_run / "config.toml"),

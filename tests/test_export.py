@@ -10,12 +10,13 @@ import torch
 from tiny_data import conversation
 
 from fcloop.config import load_config
+from fcloop.data.gemma_format import SPECIAL_TOKENS, render, to_chat_messages
+from fcloop.data.readers import read_row
+from fcloop.data.tokenization import prepare_tokenizer
 from fcloop.export import main as export_main
-from fcloop.gemma_format import SPECIAL_TOKENS, render, to_chat_messages
-from fcloop.loop import save_final
-from fcloop.model import add_token_rows, apply_lora, load_model, load_tokenizer
-from fcloop.readers import read_row
-from fcloop.tokenization import prepare_tokenizer
+from fcloop.model.load import load_model, load_tokenizer
+from fcloop.model.lora import add_token_rows, apply_lora
+from fcloop.training.loop import save_final
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")

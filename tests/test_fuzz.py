@@ -25,10 +25,10 @@ import pytest
 from format_examples import EXAMPLES
 
 from fcloop.config import SECTIONS, Config, ConfigError, config_to_toml, load_config
-from fcloop.conversation import BadRow, RowProblem
-from fcloop.data import DataStats, encode_conversations, load_datasets, read_conversations
-from fcloop.readers import FORMATS, SourceError, iter_rows, read_row
-from fcloop.toolcalls import (
+from fcloop.data.conversation import BadRow, RowProblem
+from fcloop.data.load import DataStats, encode_conversations, load_datasets, read_conversations
+from fcloop.data.readers import FORMATS, SourceError, iter_rows, read_row
+from fcloop.data.toolcalls import (
     MAX_NESTING,
     canonicalize_tool_calls,
     find_tool_call_blocks,
@@ -43,7 +43,7 @@ FCLOOP_DIR = Path(__file__).resolve().parents[1] / "fcloop"
 def _reasons_in_source() -> frozenset[str]:
     """Every literal reason a RowProblem or BadRow is raised with in the package."""
     pattern = re.compile(r'(?:RowProblem|BadRow)\((?:[^"\n]*?,\s*)?"([^"]+)"')
-    return frozenset(match for path in FCLOOP_DIR.glob("*.py") for match in pattern.findall(path.read_text()))
+    return frozenset(match for path in FCLOOP_DIR.rglob("*.py") for match in pattern.findall(path.read_text()))
 
 
 KNOWN_REASONS = _reasons_in_source()
@@ -719,7 +719,7 @@ def test_regression_structured_arguments_within_the_limit_are_kept():
 def test_regression_format_detection_with_unhashable_roles():
     # Detection collected the role names in a set: an object as a role name raised TypeError.
     rows = [(0, {"conversations": [USER_TURN, {"from": {"a": 1}, "value": "x"}]})]
-    from fcloop.readers import detect_file_format
+    from fcloop.data.readers import detect_file_format
 
     assert detect_file_format(rows, "f.jsonl") == "hermes"
 

@@ -13,12 +13,12 @@ from conftest import write_jsonl
 from transformers import AutoTokenizer
 
 from fcloop.config import RECIPE_THINK_INSTRUCTION, load_config
-from fcloop.conversation import BadRow, RowProblem
-from fcloop.gemma_format import END_OF_TURN, assistant_text, render
+from fcloop.data.conversation import BadRow, RowProblem
+from fcloop.data.gemma_format import END_OF_TURN, assistant_text, render
+from fcloop.data.packing import best_fit_decreasing
+from fcloop.data.readers import iter_rows, read_row
+from fcloop.data.tokenization import encode
 from fcloop.inspect import main
-from fcloop.packing import best_fit_decreasing
-from fcloop.readers import iter_rows, read_row
-from fcloop.tokenization import encode
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = str(ROOT / "configs" / "tiny.toml")

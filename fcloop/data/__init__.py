@@ -1,0 +1,1 @@
+"""Data: raw rows -> conversations -> Gemma's format -> tokens and labels -> packed rows."""

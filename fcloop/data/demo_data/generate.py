@@ -1,0 +1,559 @@
+"""Deterministic generator of the demo's function-calling data: many tools, each one read, not remembered.
+
+Every conversation offers its own freshly built tool list (1-5 schemas, the right one at a random place among
+similar ones), so a model cannot learn a fixed set of tools; it has to read the names, parameter names, types
+and descriptions in front of it. Tools are composed from the concepts in `vocabulary.py` (domain x action x
+object x parameters) with varied names (`finance.loan_payment.calculate`, `calcLoanPayment`, ...), snake_case
+or camelCase parameter names, type spellings (`number`/`float`, `object`/`dict`), optional parameters with
+and without defaults, enums, arrays and nested objects. Requests state the values in words ("five", "$25,000",
+"4.5%", "March 3, 2026") and the call carries them typed as the schema says (5, 25000, 0.045 or 4.5, "2026-03-03").
+Kinds: one call, parallel calls (one tool several times, or two tools), and no call (the tools offered cannot
+do it, or no tool is needed). Thoughts are one short sentence that gets to the call.
+
+Rows use the hermes layout with the tools in a `tools` column (no system turn), so the prompt is the project's
+own tools preamble (`fcloop.data.gemma_format.tools_prompt`), the one any tool list is rendered with at eval time.
+The eval split uses concepts that train never shows. Every choice comes from a seeded `random.Random`, so a
+given seed always produces byte-identical files.
+
+Usage: ``python -m fcloop.data.demo_data.generate [--out-dir DIR] [--seed N]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import calendar
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fcloop.data.demo_data.vocabulary import CHAT, CONCEPTS, PARAMS, Concept, Param
+
+Row = dict[str, Any]
+Turn = dict[str, str]
+Tool = dict[str, Any]
+
+TRAIN_SIZE = 1200
+EVAL_SIZE = 48
+# Every concept whose index is a multiple of this is kept for eval: eval asks for tools of kinds train never saw.
+EVAL_CONCEPT_EVERY = 8
+# About 900 tokens at most: with the preamble, every conversation fits the demo's 1024-token rows whole.
+MAX_CHARS = 2600
+KIND_SHARES = {"single": 0.40, "parallel": 0.26, "parallel_mixed": 0.08, "irrelevant": 0.18, "chat": 0.08}
+# How many tools a conversation offers (at least as many as it calls): mostly short lists, so that a CPU step
+# holds more conversations, but up to five, as in real tool lists.
+TOOL_COUNT_WEIGHTS = {1: 0.40, 2: 0.25, 3: 0.20, 4: 0.10, 5: 0.05}
+OPTIONAL_IN_SCHEMA = 0.8  # an optional parameter of the concept is in the tool's schema
+OPTIONAL_SAID = 0.4  # ... and the user gives a value for it (only then is it in the call)
+# Most tools come as {"type": "function", "function": {...}} with JSON Schema type names, the way `bfcl:` eval
+# sources and OpenAI-style data give them; the rest as the bare function, or with Python-style type names.
+WRAPPED_SHARE = 0.7
+JSON_TYPES_SHARE = 0.7
+
+NUMBER_WORDS = (
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+)
+TIMES = {2: "twice", 3: "three times", 4: "four times"}
+
+# ---------------------------------------------------------------------------------------------------------
+# Tool schemas: one concept -> many tools
+# ---------------------------------------------------------------------------------------------------------
+
+VERB_ALIASES = {
+    "calculate": ("calculate", "calc", "compute"),
+    "compute": ("compute", "calc", "calculate"),
+    "get": ("get", "fetch", "lookup"),
+    "search": ("search", "find", "query"),
+    "find": ("find", "search", "locate"),
+    "estimate": ("estimate", "predict", "calc"),
+    "convert": ("convert", "transform"),
+    "create": ("create", "new", "make"),
+    "book": ("book", "reserve"),
+    "list": ("list", "get"),
+    "send": ("send", "post"),
+    "check": ("check", "verify"),
+}
+# (type names) per dialect: JSON Schema's, or the Python-flavoured ones many real tool lists use.
+DIALECTS = (
+    {"object": "object", "number": "number", "array": "array"},
+    {"object": "dict", "number": "float", "array": "array"},
+)
+
+
+@dataclass(frozen=True)
+class ToolParam:
+    """A parameter as one tool has it: its name there, whether it is required, how it types percentages."""
+
+    param: Param
+    name: str
+    required: bool
+    percent_as_fraction: bool
+    parts: tuple[ToolParam, ...] = ()
+
+
+@dataclass(frozen=True)
+class BuiltTool:
+    concept: Concept
+    name: str
+    params: tuple[ToolParam, ...]
+    schema: Tool
+
+
+def camel(snake: str) -> str:
+    head, *rest = snake.split("_")
+    return head + "".join(word.capitalize() for word in rest)
+
+
+def tool_name(rng: random.Random, concept: Concept) -> str:
+    verb = rng.choice(VERB_ALIASES.get(concept.verb, (concept.verb,)))
+    obj, domain = concept.obj, concept.domain
+    styles = (
+        f"{verb}_{obj}",
+        f"{domain}.{verb}_{obj}",
+        f"{obj}.{verb}",
+        f"{domain}.{obj}.{verb}",
+        camel(f"{verb}_{obj}"),
+        f"{domain}_{obj}_{verb}",
+    )
+    return rng.choice(styles)
+
+
+def _tool_params(rng: random.Random, keys: tuple[str, ...], camel_case: bool) -> tuple[ToolParam, ...]:
+    params, used = [], set()
+    for key in keys:
+        optional = key.endswith("?")
+        param = PARAMS[key.rstrip("?")]
+        if optional and rng.random() > OPTIONAL_IN_SCHEMA:
+            continue
+        names = [name for name in param.names if name not in used] or [param.key]
+        name = rng.choice(names)
+        used.add(name)
+        parts = _tool_params(rng, param.kind.parts, camel_case) if param.kind.form == "object" else ()
+        params.append(ToolParam(param, camel(name) if camel_case else name, not optional, rng.random() < 0.5, parts))
+    return tuple(params)
+
+
+def _description(rng: random.Random, tool_param: ToolParam) -> str:
+    param, text = tool_param.param, tool_param.param.description
+    if param.kind.form == "percent":
+        text += " as a decimal, e.g. 0.05 for 5%" if tool_param.percent_as_fraction else " in percent, e.g. 5 for 5%"
+    if not tool_param.required and param.kind.form == "enum" and rng.random() < 0.5:
+        text += f". Default: {param.kind.pool[0]}"
+    elif not tool_param.required and rng.random() < 0.3:
+        text += " (optional)"
+    return text + "."
+
+
+def _json_type(tool_param: ToolParam, dialect: dict[str, str]) -> str:
+    form = tool_param.param.kind.form
+    if form in ("text", "date", "enum"):
+        return "string"
+    if form in ("number", "money", "percent"):
+        return dialect["number"]
+    simple = {"integer": "integer", "flag": "boolean", "list": "array", "numbers": "array", "object": dialect["object"]}
+    return simple[form]
+
+
+def _param_schema(rng: random.Random, tool_param: ToolParam, dialect: dict[str, str]) -> Tool:
+    kind = tool_param.param.kind
+    schema: Tool = {"type": _json_type(tool_param, dialect), "description": _description(rng, tool_param)}
+    if kind.form == "enum":
+        schema["enum"] = list(kind.pool)
+    elif kind.form == "list":
+        schema["items"] = {"type": "string"}
+    elif kind.form == "numbers":
+        schema["items"] = {"type": "integer"}
+    elif kind.form == "object":
+        schema["properties"] = {part.name: _param_schema(rng, part, dialect) for part in tool_param.parts}
+        schema["required"] = [part.name for part in tool_param.parts]
+    return schema
+
+
+def build_tool(rng: random.Random, concept: Concept) -> BuiltTool:
+    """A fresh tool for `concept`: its name, parameter names, optional parameters and type spellings drawn."""
+    name = tool_name(rng, concept)
+    params = _tool_params(rng, concept.params, camel_case=rng.random() < 0.3)
+    dialect = DIALECTS[0] if rng.random() < JSON_TYPES_SHARE else DIALECTS[1]
+    function = {
+        "name": name,
+        "description": concept.description,
+        "parameters": {
+            "type": dialect["object"],
+            "properties": {p.name: _param_schema(rng, p, dialect) for p in params},
+            "required": [p.name for p in params if p.required],
+        },
+    }
+    schema = {"type": "function", "function": function} if rng.random() < WRAPPED_SHARE else function
+    return BuiltTool(concept, name, params, schema)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Values: drawn, said in words, typed as the schema says
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _plain_number(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else value
+
+
+def _join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _money(rng: random.Random, low: float, high: float, decimals: int) -> float | int:
+    if decimals:
+        return round(rng.uniform(low, high), decimals)
+    step = 1000 if high >= 100000 else 100 if high >= 5000 else 5
+    return rng.randrange(int(low) // step + 1, int(high) // step + 1) * step
+
+
+def _said_money(rng: random.Random, value: float | int) -> str:
+    if isinstance(value, float):
+        return f"${value:.2f}"
+    return rng.choice((f"${value:,}", f"{value:,} dollars", f"${value}"))
+
+
+def draw_value(rng: random.Random, tool_param: ToolParam) -> tuple[Any, str]:
+    """(the call's value, how the user says it)."""
+    kind = tool_param.param.kind
+    form = kind.form
+    if form in ("text", "enum"):
+        value = rng.choice(kind.pool)
+        return value, value
+    if form == "integer":
+        number = rng.randint(int(kind.low), int(kind.high))
+        spoken = NUMBER_WORDS[number] if 0 <= number < len(NUMBER_WORDS) and rng.random() < 0.35 else str(number)
+        return number, spoken
+    if form == "number":
+        number = _plain_number(round(rng.uniform(kind.low, kind.high), kind.decimals))
+        return number, str(number)
+    if form == "money":
+        amount = _money(rng, kind.low, kind.high, kind.decimals)
+        return amount, _said_money(rng, amount)
+    if form == "percent":
+        percent = _plain_number(round(rng.uniform(kind.low, kind.high), kind.decimals))
+        value = round(percent / 100, kind.decimals + 2) if tool_param.percent_as_fraction else percent
+        return value, f"{percent}%"
+    if form == "date":
+        year, month, day = rng.choice((2025, 2026)), rng.randint(1, 12), rng.randint(1, 28)
+        month_name = calendar.month_name[month]
+        iso = f"{year}-{month:02d}-{day:02d}"
+        return iso, rng.choice((f"{month_name} {day}, {year}", f"{day} {month_name} {year}", iso))
+    if form == "flag":
+        on = rng.random() < 0.75 or not tool_param.param.off_phrases
+        return on, ""
+    if form == "list":
+        items = rng.sample(kind.pool, rng.randint(2, 3))
+        return items, _join(items)
+    if form == "numbers":
+        numbers = [rng.randint(1, 99) for _ in range(rng.randint(3, 5))]
+        return numbers, _join([str(number) for number in numbers])
+    if form == "object":
+        drawn = [draw_value(rng, part) for part in tool_param.parts]
+        return {part.name: value for part, (value, _) in zip(tool_param.parts, drawn, strict=True)}, ", ".join(
+            said for _, said in drawn
+        )
+    raise ValueError(f"unknown value form {form!r}")
+
+
+def phrase(rng: random.Random, tool_param: ToolParam, value: Any, said: str) -> str:
+    param = tool_param.param
+    if param.kind.form == "flag":
+        return rng.choice(param.phrases if value else param.off_phrases)
+    return rng.choice(param.phrases).format(v=said)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Requests and turns
+# ---------------------------------------------------------------------------------------------------------
+
+QUESTION_WORDS = ("what", "how", "when", "where", "which", "who", "do ", "are ", "is ")
+LEADS = ("", "", "", "Please ", "Can you ", "Could you ", "I need to ", "I'd like to ", "Help me ", "I want to ")
+
+
+def _sentence(rng: random.Random, ask: str, body: str) -> str:
+    text = f"{ask} {body}".strip()
+    if ask.startswith(QUESTION_WORDS):
+        return text[0].upper() + text[1:] + "?"
+    lead = rng.choice(LEADS)
+    text = lead + text
+    return text[0].upper() + text[1:] + ("?" if lead in ("Can you ", "Could you ") else rng.choice((".", ".", "!")))
+
+
+def _joined_phrases(rng: random.Random, phrases: list[str]) -> str:
+    if len(phrases) > 2 and rng.random() < 0.3:
+        rng.shuffle(phrases)
+    return " ".join(phrases) if rng.random() < 0.5 else _join(phrases) if len(phrases) > 1 else "".join(phrases)
+
+
+@dataclass(frozen=True)
+class Call:
+    name: str
+    arguments: dict[str, Any]
+
+
+def _said_params(rng: random.Random, tool: BuiltTool) -> list[ToolParam]:
+    return [p for p in tool.params if p.required or rng.random() < OPTIONAL_SAID]
+
+
+def draw_distinct(rng: random.Random, tool_param: ToolParam, taken: set[str]) -> tuple[Any, str]:
+    """A value not already said in this request (no trip "from Lyon to Lyon", no "CHF into CHF")."""
+    for _ in range(50):
+        value, said = draw_value(rng, tool_param)
+        if not said or said not in taken:
+            taken.add(said)
+            return value, said
+    raise RuntimeError(f"{tool_param.name}: no distinct value left")
+
+
+def single_request(rng: random.Random, tool: BuiltTool) -> tuple[str, Call]:
+    """A request for one call of `tool`, and that call."""
+    arguments, phrases, taken = {}, [], set()
+    for tool_param in _said_params(rng, tool):
+        value, said = draw_distinct(rng, tool_param, taken)
+        arguments[tool_param.name] = value
+        phrases.append(phrase(rng, tool_param, value, said))
+    text = _sentence(rng, rng.choice(tool.concept.asks), _joined_phrases(rng, phrases))
+    return text, Call(tool.name, arguments)
+
+
+def parallel_request(rng: random.Random, tool: BuiltTool, count: int) -> tuple[str, list[Call]] | None:
+    """One request asking `tool` for `count` different values of one or two of its parameters."""
+    said = _said_params(rng, tool)
+    variable = [p for p in said if p.param.kind.form in ("text", "integer", "number", "money", "date", "enum")]
+    if not variable:
+        return None
+    varying = rng.sample(variable, min(len(variable), rng.choice((1, 1, 2))))
+    shared, shared_phrases, taken = {}, [], set()
+    for tool_param in said:
+        if tool_param not in varying:
+            value, spoken = draw_distinct(rng, tool_param, taken)
+            shared[tool_param.name] = value
+            shared_phrases.append(phrase(rng, tool_param, value, spoken))
+    calls, groups, seen = [], [], set()
+    for _ in range(count * 10):
+        drawn = [(p, *draw_value(rng, p)) for p in varying]
+        key = json.dumps([value for _, value, _ in drawn])
+        spoken_values = [spoken for _, _, spoken in drawn]
+        if key in seen or len(set(spoken_values)) < len(drawn) or any(spoken in taken for spoken in spoken_values):
+            continue
+        seen.add(key)
+        arguments = {p.name: shared.get(p.name) for p in said}
+        arguments.update({p.name: value for p, value, _ in drawn})
+        calls.append(Call(tool.name, arguments))
+        groups.append(" ".join(phrase(rng, p, value, spoken) for p, value, spoken in drawn))
+        if len(calls) == count:
+            body = " ".join([*shared_phrases, _join(groups)])
+            return _sentence(rng, rng.choice(tool.concept.asks), body), calls
+    return None
+
+
+def _lower_first(text: str) -> str:
+    return text if text.startswith(("I ", "I'")) else text[0].lower() + text[1:]
+
+
+def _think(text: str) -> str:
+    return f"<think>{text}</think>"
+
+
+def call_turn(thought: str, calls: list[Call]) -> Turn:
+    blocks = [
+        "<tool_call>\n" + json.dumps({"name": c.name, "arguments": c.arguments}, ensure_ascii=False) + "\n</tool_call>"
+        for c in calls
+    ]
+    return {"from": "gpt", "value": _think(thought) + "\n".join(blocks)}
+
+
+def single_thought(rng: random.Random, name: str) -> str:
+    return rng.choice(
+        (f"{name} fits this request.", f"I'll call {name}.", f"{name} does exactly this.", f"This needs {name}.")
+    )
+
+
+def parallel_thought(rng: random.Random, name: str, count: int) -> str:
+    return rng.choice(
+        (f"{NUMBER_WORDS[count].capitalize()} requests, so {NUMBER_WORDS[count]} calls to {name}.",
+         f"I'll call {name} {TIMES[count]}, once for each.")
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Conversations: a draft picks concepts and turns, then the tool list is offered around it
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Draft:
+    used: tuple[BuiltTool, ...]
+    turns: tuple[Turn, ...]
+    avoid_domains: tuple[str, ...] = ()
+    """Distractors must come from other domains (the request must stay impossible with the tools offered)."""
+
+
+def draft_single(rng: random.Random, concepts: list[Concept]) -> Draft | None:
+    tool = build_tool(rng, rng.choice(concepts))
+    text, call = single_request(rng, tool)
+    return Draft((tool,), ({"from": "human", "value": text}, call_turn(single_thought(rng, tool.name), [call])))
+
+
+def draft_parallel(rng: random.Random, concepts: list[Concept]) -> Draft | None:
+    tool = build_tool(rng, rng.choice(concepts))
+    count = rng.choice((2, 2, 3, 4))
+    drawn = parallel_request(rng, tool, count)
+    if drawn is None:
+        return None
+    text, calls = drawn
+    return Draft((tool,), ({"from": "human", "value": text}, call_turn(parallel_thought(rng, tool.name, count), calls)))
+
+
+def draft_parallel_mixed(rng: random.Random, concepts: list[Concept]) -> Draft | None:
+    first, second = (build_tool(rng, concept) for concept in rng.sample(concepts, 2))
+    (text1, call1), (text2, call2) = single_request(rng, first), single_request(rng, second)
+    joiner = rng.choice(("Also, ", "And ", "Then ", ""))
+    text = text1 + " " + (joiner + _lower_first(text2) if joiner else text2)
+    thought = rng.choice(
+        (f"This needs {first.name} and {second.name}.", f"I'll call {first.name}, then {second.name}.")
+    )
+    return Draft((first, second), ({"from": "human", "value": text}, call_turn(thought, [call1, call2])))
+
+
+def draft_irrelevant(rng: random.Random, concepts: list[Concept]) -> Draft | None:
+    wanted = build_tool(rng, rng.choice(concepts))
+    text, _ = single_request(rng, wanted)
+    noun = wanted.concept.noun
+    thought = rng.choice(
+        (f"None of these tools gives {noun}; I'll answer in text.", f"No tool here handles {noun}, so no call.")
+    )
+    answer = rng.choice(
+        (
+            f"I can't help with {noun} using the tools I have here.",
+            f"Sorry, none of the available tools handles {noun}.",
+        )
+    )
+    turns = ({"from": "human", "value": text}, {"from": "gpt", "value": _think(thought) + answer})
+    return Draft((), turns, avoid_domains=(wanted.concept.domain,))
+
+
+def draft_chat(rng: random.Random, concepts: list[Concept]) -> Draft | None:
+    question, answer = rng.choice(CHAT)
+    thought = rng.choice(("No tool is needed for this.", "I can answer this myself, without a tool."))
+    return Draft((), ({"from": "human", "value": question}, {"from": "gpt", "value": _think(thought) + answer}))
+
+
+DRAFTS: dict[str, Callable[[random.Random, list[Concept]], Draft | None]] = {
+    "single": draft_single,
+    "parallel": draft_parallel,
+    "parallel_mixed": draft_parallel_mixed,
+    "irrelevant": draft_irrelevant,
+    "chat": draft_chat,
+}
+
+
+def offer(rng: random.Random, draft: Draft, concepts: list[Concept]) -> list[Tool]:
+    """The used tools plus distractors (mostly of the same domain: similar tools), in random order."""
+    count = rng.choices(list(TOOL_COUNT_WEIGHTS), weights=list(TOOL_COUNT_WEIGHTS.values()))[0]
+    count = max(count, len(draft.used), 1)
+    taken = {tool.concept for tool in draft.used}
+    domains = {tool.concept.domain for tool in draft.used}
+    allowed = [c for c in concepts if c not in taken and c.domain not in draft.avoid_domains]
+    near = [c for c in allowed if c.domain in domains]
+    tools = [tool.schema for tool in draft.used]
+    while len(tools) < count:
+        pool = near if near and rng.random() < 0.6 else allowed
+        concept = rng.choice(pool)
+        taken.add(concept)
+        near, allowed = [c for c in near if c != concept], [c for c in allowed if c != concept]
+        tools.append(build_tool(rng, concept).schema)
+    rng.shuffle(tools)
+    return tools
+
+
+def conversation_chars(row: Row) -> int:
+    return len(json.dumps(row["tools"], ensure_ascii=False)) + sum(len(turn["value"]) for turn in row["conversations"])
+
+
+def _kind_schedule(rng: random.Random, size: int) -> list[str]:
+    """Exact kind counts (largest remainder rounding of the shares), in shuffled order."""
+    exact = {kind: share * size for kind, share in KIND_SHARES.items()}
+    counts = {kind: int(value) for kind, value in exact.items()}
+    for kind in sorted(exact, key=lambda kind: counts[kind] - exact[kind])[: size - sum(counts.values())]:
+        counts[kind] += 1
+    kinds = [kind for kind, count in counts.items() for _ in range(count)]
+    rng.shuffle(kinds)
+    return kinds
+
+
+def _new_row(rng: random.Random, kind: str, concepts: list[Concept], seen: set[str]) -> Row:
+    for _ in range(1000):
+        draft = DRAFTS[kind](rng, concepts)
+        if draft is None:
+            continue
+        row = {"tools": offer(rng, draft, concepts), "conversations": list(draft.turns)}
+        key = json.dumps(row, ensure_ascii=False)
+        # `seen` spans both splits, so eval never repeats a training conversation.
+        if conversation_chars(row) <= MAX_CHARS and key not in seen:
+            seen.add(key)
+            return row
+    raise RuntimeError(f"could not draw a new {kind} conversation")
+
+
+def _split(rng: random.Random, size: int, prefix: str, concepts: list[Concept], seen: set[str]) -> list[Row]:
+    rows: list[Row] = []
+    for kind in _kind_schedule(rng, size):
+        rows.append({"id": f"{prefix}-{len(rows):04d}", **_new_row(rng, kind, concepts, seen)})
+    return rows
+
+
+def split_concepts() -> tuple[list[Concept], list[Concept]]:
+    """(train concepts, eval concepts): eval's are never offered in train, so eval asks for unseen tools."""
+    unknown = sorted({key.rstrip("?") for c in CONCEPTS for key in c.params} - set(PARAMS))
+    if unknown:
+        raise ValueError(f"concepts use undefined parameters: {unknown}")
+    held_out = [c for i, c in enumerate(CONCEPTS) if i % EVAL_CONCEPT_EVERY == 0]
+    return [c for c in CONCEPTS if c not in held_out], held_out
+
+
+def generate(seed: int = 0) -> tuple[list[Row], list[Row]]:
+    """Build (train, eval) rows. The splits use separate random streams and never share a conversation."""
+    train_concepts, eval_concepts = split_concepts()
+    seen: set[str] = set()
+    train = _split(random.Random(f"fcloop-demo-train-{seed}"), TRAIN_SIZE, "demo-train", train_concepts, seen)
+    # Eval draws its requests and its distractors from the held-out concepts only.
+    eval_rows = _split(random.Random(f"fcloop-demo-eval-{seed}"), EVAL_SIZE, "demo-eval", eval_concepts, seen)
+    return train, eval_rows
+
+
+def write_jsonl(rows: list[Row], path: Path) -> None:
+    with path.open("w", encoding="utf-8", newline="\n") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Generate the synthetic function-calling demo data set.")
+    parser.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parent)
+    parser.add_argument("--seed", type=int, default=0)
+    options = parser.parse_args(argv)
+    train, eval_rows = generate(options.seed)
+    options.out_dir.mkdir(parents=True, exist_ok=True)
+    for name, rows in (("train.jsonl", train), ("eval.jsonl", eval_rows)):
+        write_jsonl(rows, options.out_dir / name)
+        print(f"wrote {len(rows)} conversations to {options.out_dir / name}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Evaluation: generation, parsing and scoring tool calls, BFCL."""

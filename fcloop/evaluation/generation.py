@@ -1,0 +1,311 @@
+"""Generation-based evaluation: eval conversations -> cases -> greedy generations -> tool-call metrics.
+
+A case is one assistant turn of an eval conversation: the model sees everything before that turn, rendered
+exactly as in training with the generation prompt, and its answer is scored against the turn as written.
+Generation is greedy and batched with left padding and the KV cache; it stops at `<end_of_turn>` or `<eos>`.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+from transformers import GenerationConfig
+
+from fcloop.data.conversation import Conversation
+from fcloop.data.gemma_format import END_OF_TURN, assistant_text, render
+from fcloop.evaluation.scoring import aggregate, cut_at_stop_marker, score_case
+from fcloop.model.load import base_config
+from fcloop.model.lora import token_rows_merged
+
+TOOLS_OPEN, TOOLS_CLOSE = "<tools>", "</tools>"
+EOS = "<eos>"
+
+
+@dataclass(frozen=True)
+class EvalCase:
+    id: str
+    """`source:row:turn`, turn counting the conversation's assistant turns from 0."""
+    prompt: Conversation
+    """The conversation up to (not including) the assistant turn."""
+    tools: tuple[dict[str, Any], ...]
+    """The tool schemas the scorer checks calls against."""
+    expected: str
+    """The assistant turn's text exactly as rendered in training (without `<end_of_turn>`)."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Cases
+
+
+def _top_level_brackets(text: str) -> list[str]:
+    """The top-level `{…}` / `[…]` spans of `text`, in order. Quotes (either kind) are tracked so that a
+    bracket inside a string does not count; an unclosed span at the end is dropped."""
+    spans, depth, start, quote, escaped = [], 0, 0, "", False
+    for position, char in enumerate(text):
+        if quote:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == quote:
+                quote = ""
+        elif char in "\"'" and depth > 0:
+            quote = char
+        elif char in "{[":
+            start = position if depth == 0 else start
+            depth += 1
+        elif char in "}]" and depth > 0:
+            depth -= 1
+            if depth == 0:
+                spans.append(text[start : position + 1])
+    return spans
+
+
+def _parse_literal(text: str) -> Any:
+    """JSON first; then a Python literal, since some data sets write their tool lists as Python reprs."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+
+
+def tools_in_system_text(text: str) -> tuple[dict[str, Any], ...]:
+    """The tool schemas written inside `<tools>…</tools>` blocks: JSON objects separated by whitespace, or
+    lists of them. A piece that does not parse is skipped: a broken schema should cost the scorer one tool,
+    not the whole case."""
+    tools: list[dict[str, Any]] = []
+    position = 0
+    while (start := text.find(TOOLS_OPEN, position)) >= 0:
+        end = text.find(TOOLS_CLOSE, start)
+        if end < 0:
+            break
+        for piece in _top_level_brackets(text[start + len(TOOLS_OPEN) : end]):
+            value = _parse_literal(piece)
+            items = value if isinstance(value, list) else [value]
+            tools += [item for item in items if isinstance(item, dict)]
+        position = end + len(TOOLS_CLOSE)
+    return tuple(tools)
+
+
+def tools_of(conversation: Conversation) -> tuple[dict[str, Any], ...]:
+    """Tools given beside the messages, or else those written into the system text (Hermes rows)."""
+    if conversation.tools:
+        return conversation.tools
+    messages = conversation.messages
+    return tools_in_system_text(messages[0].content) if messages and messages[0].role == "system" else ()
+
+
+def cases_of(conversation: Conversation) -> list[EvalCase]:
+    tools = tools_of(conversation)
+    cases = []
+    for position, message in enumerate(conversation.messages):
+        if message.role != "assistant":
+            continue
+        prompt = Conversation(
+            messages=conversation.messages[:position],
+            tools=conversation.tools,
+            source=conversation.source,
+            index=conversation.index,
+        )
+        case_id = f"{conversation.source}:{conversation.index}:{len(cases)}"
+        cases.append(EvalCase(id=case_id, prompt=prompt, tools=tools, expected=assistant_text(message)))
+    return cases
+
+
+def build_cases(conversations: Sequence[Conversation], max_cases: int = 0) -> list[EvalCase]:
+    """One case per assistant turn, in conversation order; `max_cases` > 0 keeps only the first that many."""
+    cases = []
+    for conversation in conversations:
+        cases += cases_of(conversation)
+        if max_cases and len(cases) >= max_cases:
+            return cases[:max_cases]
+    return cases
+
+
+def cases_longer_than(cases: Sequence[EvalCase], tokenizer, max_new_tokens: int) -> list[str]:
+    """Ids of the cases whose expected answer, with the `<end_of_turn>` that ends it, takes more than
+    `max_new_tokens` tokens: generation stops before the answer does, so such a case cannot match."""
+    return [
+        case.id
+        for case in cases
+        if len(tokenizer(case.expected + END_OF_TURN, add_special_tokens=False)["input_ids"]) > max_new_tokens
+    ]
+
+
+def too_long_warning(cases: Sequence[EvalCase], tokenizer, max_new_tokens: int) -> str | None:
+    """The warning naming the cases that `cases_longer_than` finds, or None when every case fits."""
+    too_long = cases_longer_than(cases, tokenizer, max_new_tokens)
+    if not too_long:
+        return None
+    shown = ", ".join(too_long[:5]) + (", ..." if len(too_long) > 5 else "")
+    return (
+        f"warning: {len(too_long)} of {len(cases)} eval cases expect answers longer than eval.max_new_tokens = "
+        f"{max_new_tokens} tokens ({shown}); generation stops before their end, so they cannot match. "
+        f"Raise eval.max_new_tokens."
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Generation
+
+
+def stop_token_ids(tokenizer) -> list[int]:
+    """`<eos>` and `<end_of_turn>`: a chat model ends its turn with the latter, a base model with the former."""
+    ids = [tokenizer.convert_tokens_to_ids(token) for token in (EOS, END_OF_TURN)]
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    return sorted({i for i in ids if i is not None and i != tokenizer.unk_token_id})
+
+
+def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask), padded on the left so every row's next token is at the same column."""
+    width = max(len(sequence) for sequence in sequences)
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        if sequence:
+            input_ids[row, width - len(sequence) :] = torch.tensor(sequence, dtype=torch.long)
+            attention_mask[row, width - len(sequence) :] = 1
+    return input_ids, attention_mask
+
+
+def decode_new_tokens(token_ids: Sequence[int], tokenizer, stop_ids: Sequence[int], pad_id: int | None) -> str:
+    """The generated text up to (not including) the first stop token, without padding."""
+    kept = []
+    for token in token_ids:
+        if token in stop_ids:
+            break
+        if token != pad_id:
+            kept.append(token)
+    text = tokenizer.decode(kept, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    # A model may also spell a marker out of ordinary tokens; the scorer cuts there too.
+    return cut_at_stop_marker(text)
+
+
+def _generation_config(tokenizer, max_new_tokens: int, stop_ids: list[int]) -> GenerationConfig:
+    # A fresh config, so that sampling settings shipped with a model cannot turn greedy decoding into sampling.
+    return GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        num_beams=1,
+        use_cache=True,
+        eos_token_id=stop_ids,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+    )
+
+
+@contextlib.contextmanager
+def eager_uncompiled(model):
+    """Generation's own attention path: eager attention (with the KV cache) and nothing compiled.
+
+    Training may run flex attention inside compiled decoder layers with fixed shapes; decoding one token at
+    a time against a growing cache has other shapes every step and transformers would build its own flex
+    masks, so running those compiled functions here would recompile them until the limit, evicting nothing
+    useful and costing minutes. Eager attention is exact for Gemma-2's softcap and cheap at decode sizes."""
+    config = base_config(model)
+    training_attention = config._attn_implementation
+    config._attn_implementation = "eager"
+    try:
+        with torch.compiler.set_stance("force_eager"):
+            yield
+    finally:
+        config._attn_implementation = training_attention
+
+
+@torch.no_grad()
+def generate(
+    model,
+    tokenizer,
+    prompts: list[str],
+    max_new_tokens: int,
+    batch_size: int,
+    device: torch.device | str,
+    synced_ranks: bool = False,
+    progress: bool = False,
+) -> list[str]:
+    """Greedy continuations of `prompts` (rendered texts that already start with `<bos>`), in order.
+
+    Prompts are batched longest first, so that rows of a batch need little padding; greedy decoding makes
+    the result independent of the batching. The model's training mode is restored afterwards.
+    `synced_ranks`: every rank generates, and none stops decoding before all are done (FSDP).
+    `progress`: a bar of cases done on stderr (a CPU eval of a hundred cases takes many minutes).
+    """
+    if tokenizer.pad_token_id is None:
+        raise ValueError("the tokenizer has no pad token; batched generation needs one for left padding")
+    stop_ids = stop_token_ids(tokenizer)
+    config = _generation_config(tokenizer, max_new_tokens, stop_ids)
+    encoded = [tokenizer(prompt, add_special_tokens=False)["input_ids"] for prompt in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
+    texts = [""] * len(prompts)
+    was_training = model.training
+    model.eval()
+    try:
+        with (
+            token_rows_merged(model),
+            eager_uncompiled(model),
+            tqdm(total=len(prompts), desc="generating", unit="case", disable=not progress) as bar,
+        ):
+            for start in range(0, len(order), batch_size):
+                chunk = order[start : start + batch_size]
+                input_ids, attention_mask = left_pad([encoded[i] for i in chunk], tokenizer.pad_token_id)
+                output = model.generate(
+                    input_ids=input_ids.to(device),
+                    attention_mask=attention_mask.to(device),
+                    generation_config=config,
+                    synced_gpus=synced_ranks,
+                )
+                new_tokens = output[:, input_ids.shape[1] :].tolist()
+                for index, tokens in zip(chunk, new_tokens, strict=True):
+                    texts[index] = decode_new_tokens(tokens, tokenizer, stop_ids, tokenizer.pad_token_id)
+                bar.update(len(chunk))
+    finally:
+        model.train(was_training)
+    return texts
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Evaluation
+
+
+def prediction_record(case: EvalCase, generated: str) -> dict[str, Any]:
+    return {"id": case.id, "tools": list(case.tools), "expected": case.expected, "generated": generated}
+
+
+def write_predictions(path: Path, records: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as file:
+        for record in records:
+            file.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def evaluate_tool_calls(
+    model,
+    tokenizer,
+    cases: Sequence[EvalCase],
+    think_instruction: str,
+    max_new_tokens: int,
+    batch_size: int,
+    device: torch.device | str,
+    synced_ranks: bool = False,
+    progress: bool = False,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Generate an answer for every case and score it: (metrics of `fcloop.evaluation.scoring.aggregate`, prediction
+    records {"id", "tools", "expected", "generated"} in case order)."""
+    prompts = [render(case.prompt, think_instruction, add_generation_prompt=True).text for case in cases]
+    generated = generate(model, tokenizer, prompts, max_new_tokens, batch_size, device, synced_ranks, progress)
+    scores = [score_case(case.expected, text, case.tools) for case, text in zip(cases, generated, strict=True)]
+    records = [prediction_record(case, text) for case, text in zip(cases, generated, strict=True)]
+    return aggregate(scores), records

@@ -1,0 +1,217 @@
+"""The packaged demo data: what its generator writes, every conversation fits the demo's rows, every call is
+valid for the tools offered and typed as their schemas say, thoughts are one short sentence, the data has the
+variety it promises (many tools, the right one anywhere in the list), and it holds no BFCL content."""
+
+from __future__ import annotations
+
+import calendar
+import collections
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from fcloop.config import load_config
+from fcloop.data.demo_data.generate import (
+    EVAL_SIZE,
+    KIND_SHARES,
+    NUMBER_WORDS,
+    TRAIN_SIZE,
+    ToolParam,
+    draw_value,
+    generate,
+    write_jsonl,
+)
+from fcloop.data.demo_data.vocabulary import PARAMS
+from fcloop.data.gemma_format import render
+from fcloop.data.readers import DEMO_DIR, iter_rows, read_row
+from fcloop.evaluation.scoring import call_is_schema_valid, parse_assistant_output
+
+DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.toml"
+
+
+def rows(split: str) -> list[dict]:
+    return [row for _, row in iter_rows(f"demo:{split}")]
+
+
+def function_of(tool: dict) -> dict:
+    return tool.get("function", tool)
+
+
+def answers(row: dict):
+    """(request text, parsed answer) for the row's one exchange."""
+    human, gpt = row["conversations"]
+    assert (human["from"], gpt["from"]) == ("human", "gpt")
+    return human["value"], parse_assistant_output(gpt["value"])
+
+
+def kind(row: dict) -> str:
+    _, answer = answers(row)
+    names = [call["name"] for call in answer.calls]
+    if not names:
+        return "no_call"
+    if len(names) == 1:
+        return "single"
+    return "parallel" if len(set(names)) == 1 else "parallel_mixed"
+
+
+def test_packaged_files_are_exactly_what_the_generator_writes(tmp_path):
+    train, eval_rows = generate(seed=0)
+    for name, split_rows in (("train.jsonl", train), ("eval.jsonl", eval_rows)):
+        write_jsonl(split_rows, tmp_path / name)
+        assert (tmp_path / name).read_bytes() == (DEMO_DIR / name).read_bytes(), name
+
+
+def test_every_demo_conversation_fits_the_demo_rows_whole(gemma_text_tags_tok):
+    # The demo's data must not lose a conversation to data.on_too_long: not one is dropped or truncated.
+    config = load_config(DEMO_CONFIG)
+    assert not config.data.tags_as_tokens  # so the tokenizer below is the demo's
+    longest = 0
+    for split in ("demo:train", "demo:eval"):
+        for index, row in iter_rows(split):
+            conversation = read_row(row, "hermes", split, index)
+            assert conversation.tools == tuple(row["tools"])  # the tools column is the prompt's tool list
+            text = render(conversation, config.data.think_instruction).text
+            longest = max(longest, len(gemma_text_tags_tok(text, add_special_tokens=False)["input_ids"]))
+    assert 0.8 * config.data.max_seq_len < longest <= config.data.max_seq_len
+
+
+def test_kinds_come_in_the_stated_shares():
+    for split, size in (("train", TRAIN_SIZE), ("eval", EVAL_SIZE)):
+        counts = collections.Counter(kind(row) for row in rows(split))
+        exact = {name: share * size for name, share in KIND_SHARES.items()}
+        no_call = exact.pop("irrelevant") + exact.pop("chat")
+        assert sum(counts.values()) == size
+        assert abs(counts["no_call"] - no_call) <= 1, (split, counts)
+        for name, expected in exact.items():
+            assert abs(counts[name] - expected) <= 1, (split, name, counts)
+
+
+def test_every_call_is_valid_for_the_tools_offered():
+    calls = 0
+    for split in ("train", "eval"):
+        for row in rows(split):
+            _, answer = answers(row)
+            assert not answer.parse_failed
+            for call in answer.calls:
+                assert call_is_schema_valid(call, row["tools"]), (row["id"], call)
+                (definition,) = [function_of(t) for t in row["tools"] if function_of(t)["name"] == call["name"]]
+                properties = definition["parameters"]["properties"]
+                assert set(call["arguments"]) <= set(properties), (row["id"], call)  # no unknown parameter
+                calls += 1
+    assert calls > TRAIN_SIZE
+
+
+def test_thoughts_are_one_short_sentence_before_the_answer():
+    for split in ("train", "eval"):
+        for row in rows(split):
+            _, answer = answers(row)
+            thought = answer.think
+            assert thought and len(thought.split()) <= 16, (row["id"], thought)
+            assert thought.count(". ") == 0 and thought[-1] in ".", (row["id"], thought)
+            if answer.calls:  # the thought names the tool it calls
+                assert answer.calls[0]["name"] in thought and answer.think_before_call
+            else:
+                assert answer.answer_text
+
+
+def test_the_data_offers_many_tools_and_the_right_one_anywhere():
+    train = rows("train")
+    names = {function_of(tool)["name"] for row in train for tool in row["tools"]}
+    assert len(names) > 1000
+    assert any("." in name for name in names) and any(name != name.lower() for name in names)  # dotted, camelCase
+    positions = collections.Counter()
+    for row in train:
+        _, answer = answers(row)
+        if kind(row) == "single" and len(row["tools"]) > 1:
+            offered = [function_of(tool)["name"] for tool in row["tools"]]
+            positions[(len(offered), offered.index(answer.calls[0]["name"]))] += 1
+    for count in (2, 3, 4):
+        assert all(positions[(count, position)] > 0 for position in range(count)), positions
+    types = collections.Counter(
+        spec["type"]
+        for row in train
+        for tool in row["tools"]
+        for spec in function_of(tool)["parameters"]["properties"].values()
+    )
+    assert set(types) == {"string", "integer", "number", "float", "boolean", "array", "object", "dict"}
+
+
+def test_eval_asks_for_tools_train_never_offers():
+    train_descriptions = {function_of(tool)["description"] for row in rows("train") for tool in row["tools"]}
+    eval_descriptions = {function_of(tool)["description"] for row in rows("eval") for tool in row["tools"]}
+    assert eval_descriptions and not eval_descriptions & train_descriptions
+
+
+def tool_param(key: str, percent_as_fraction: bool = False) -> ToolParam:
+    return ToolParam(PARAMS[key], key, True, percent_as_fraction)
+
+
+def test_values_are_typed_from_the_users_words():
+    rng = random.Random(0)
+    months = {name: number for number, name in enumerate(calendar.month_name) if name}
+    for _ in range(200):
+        number, said = draw_value(rng, tool_param("days"))
+        assert type(number) is int and (said == str(number) or NUMBER_WORDS[number] == said)
+        fraction, said_percent = draw_value(rng, tool_param("annual_rate", percent_as_fraction=True))
+        percent, said_again = draw_value(rng, tool_param("annual_rate", percent_as_fraction=False))
+        assert said_percent.endswith("%") and round(fraction * 100, 6) == float(said_percent[:-1])
+        assert percent == float(said_again[:-1])
+        iso, said_date = draw_value(rng, tool_param("date"))
+        year, month, day = (int(part) for part in iso.split("-"))
+        words = said_date.replace(",", "").split()
+        assert said_date == iso or (
+            str(year) in words and str(day) in words and months[next(w for w in words if w in months)] == month
+        )
+        amount, said_money = draw_value(rng, tool_param("principal"))
+        assert float(said_money.replace("$", "").replace(",", "").removesuffix(" dollars")) == amount
+        items, said_list = draw_value(rng, tool_param("cities"))
+        assert isinstance(items, list) and said_list == ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def bfcl_data_dir() -> Path | None:
+    try:
+        import bfcl_eval
+    except ImportError:
+        return None
+    folder = Path(bfcl_eval.__file__).parent / "data"
+    return folder if folder.is_dir() else None
+
+
+def bfcl_names_and_questions(folder: Path) -> tuple[set[str], set[str]]:
+    names, questions = set(), set()
+
+    def collect(value):
+        if isinstance(value, dict):
+            if isinstance(value.get("name"), str) and "parameters" in value:
+                names.add(value["name"])
+            if value.get("role") == "user" and isinstance(value.get("content"), str):
+                questions.add(value["content"].strip())
+            for item in value.values():
+                collect(item)
+        elif isinstance(value, list):
+            for item in value:
+                collect(item)
+
+    for path in sorted(folder.rglob("*.json")):
+        if "possible_answer" in path.parts:
+            continue
+        text = path.read_text(encoding="utf-8")
+        try:  # one JSON object per line, as BFCL writes its question files
+            documents = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError:  # a few files hold one indented document
+            documents = [json.loads(text)]
+        collect(documents)
+    return names, questions
+
+
+@pytest.mark.skipif(bfcl_data_dir() is None, reason="the bfcl-eval package's data files are not installed")
+def test_no_bfcl_function_or_question_is_in_the_demo_data():
+    names, questions = bfcl_names_and_questions(bfcl_data_dir())
+    assert len(names) > 1000 and len(questions) > 1000  # the files were read
+    demo = rows("train") + rows("eval")
+    demo_names = {function_of(tool)["name"] for row in demo for tool in row["tools"]}
+    assert not demo_names & names
+    requests = "\n".join(turn["value"] for row in demo for turn in row["conversations"] if turn["from"] == "human")
+    assert not [question for question in questions if len(question) >= 20 and question in requests]
