@@ -20,7 +20,7 @@ import torch
 
 from conftest import dynamo_settings_restored  # noqa: F401
 IMPORT_AUTOUSE
-from fcloop.compile import set_recompile_limit
+from fcloop.model.compile import set_recompile_limit
 
 BEFORE = {
     "recompile_limit": torch._dynamo.config.recompile_limit,
