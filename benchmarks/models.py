@@ -11,6 +11,7 @@ from torch import nn
 
 from fcloop.config import Config, TrainConfig
 from fcloop.data.tokenization import prepare_tokenizer
+from fcloop.hardware import choose_precision, detect_hardware
 from fcloop.model.load import load_model, load_tokenizer
 from fcloop.model.lora import add_token_rows, parameter_groups, peft_warnings_that_do_not_apply
 from fcloop.model.tiny import GEMMA2_VOCAB, TINY_PATH
@@ -23,6 +24,13 @@ NEW_TOKENS = 8  # the eight tags fcloop adds: 256000 -> 256008 rows, as in the r
 RECIPE_LORA_TARGETS = (
     "gate_proj", "q_proj", "lm_head", "o_proj", "k_proj", "embed_tokens", "down_proj", "up_proj", "v_proj",
 )  # fmt: skip
+
+
+def precision_resolved(config: Config, device: torch.device) -> Config:
+    """The config with train.precision as the loop resolves it on `device`: "auto" becomes bf16 or fp32
+    (fcloop.hardware), so a benchmark times and reports what the loop would run."""
+    precision, _ = choose_precision(config.train.precision, detect_hardware(device))
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, precision=precision))
 
 
 def gemma2_2b_config(attn_implementation: str) -> transformers.Gemma2Config:

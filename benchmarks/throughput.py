@@ -47,7 +47,7 @@ from benchmarks.mfu import (
     step_flops,
     t_eff,
 )
-from benchmarks.models import NEW_TOKENS, adamw, base_model, recipe_lora
+from benchmarks.models import NEW_TOKENS, adamw, base_model, precision_resolved, recipe_lora
 from fcloop.config import Config, TrainConfig, load_config
 from fcloop.data.packing import Batch, best_fit_decreasing, collate, shifted_targets
 from fcloop.data.tokenization import IGNORE_INDEX, Encoded
@@ -675,7 +675,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     device = torch.device(args.device)
-    config = load_config(args.config)
+    config = precision_resolved(load_config(args.config), device)
     fill_defaults(args, config, device)
     peak = matmul_peak(device, args.matmul_reps)
     print(f"[benchmark] measured matmul peak: {peak.best_tflops:.1f} TFLOP/s ({peak.size}^3 {peak.dtype})", flush=True)

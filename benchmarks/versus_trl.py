@@ -44,7 +44,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.models import adamw, gemma2_2b_model
+from benchmarks.models import adamw, gemma2_2b_model, precision_resolved
 from fcloop.config import Config, load_config, split_overrides
 from fcloop.data.load import load_datasets
 from fcloop.data.packing import collate, plan_rows, shifted_targets
@@ -294,7 +294,7 @@ def run_worker(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    config = common_config(load_config(args.config, args.overrides))
+    config = common_config(precision_resolved(load_config(args.config, args.overrides), device))
     steps = rows_from_json(json.loads(Path(args.rows).read_text()))
     if args.worker == "fcloop":
         result = run_fcloop(config, steps, args.warmup, device)
@@ -463,7 +463,7 @@ def markdown(report: dict) -> str:
 def compare(args: argparse.Namespace, argv: Sequence[str]) -> dict:
     device = torch.device(args.device)
     config_path = args.config or (CUDA_CONFIG if device.type == "cuda" else CPU_CONFIG)
-    config = common_config(load_config(config_path, args.overrides))
+    config = common_config(precision_resolved(load_config(config_path, args.overrides), device))
     print(f"[versus_trl] building the rows of {args.warmup + args.steps} steps from {config_path}", flush=True)
     steps = training_steps(config, args.warmup + args.steps)
     counts = [step_counts(step) for step in steps]

@@ -25,6 +25,7 @@ import torch
 from fcloop.config import Config, ConfigError, load_config, split_overrides
 from fcloop.errors import run_cli
 from fcloop.evaluation.generation import write_predictions
+from fcloop.hardware import Hardware, choose_precision, detect_hardware, native_bf16
 
 PREDICTIONS_FILE = "predictions.jsonl"
 BFCL_PREDICTIONS_FILE = "bfcl_predictions.jsonl"
@@ -51,9 +52,14 @@ def inference_device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
-def inference_dtype(precision: str, device: torch.device) -> torch.dtype:
-    # bf16 only where it is native and fast; on CPU it would be emulated (slow) and change the numbers.
-    return torch.bfloat16 if precision == "bf16" and device.type == "cuda" else torch.float32
+def inference_dtype(precision: str, hardware: Hardware) -> tuple[torch.dtype, str]:
+    """(dtype, reason): train.precision as training resolves it on this machine (fcloop.hardware), so a
+    native-bf16 CPU evaluates in bf16 as it trains; but bf16 only where it is native, even when set: emulated
+    bf16 (an AVX2 CPU) would be slow and change the numbers."""
+    chosen, reason = choose_precision(precision, hardware)
+    if chosen == "bf16" and native_bf16(hardware) is None:
+        return torch.float32, "precision fp32: bf16 is not native here (evaluation uses it only where it is)"
+    return (torch.bfloat16 if chosen == "bf16" else torch.float32), reason
 
 
 def has_tokenizer(folder: Path) -> bool:
@@ -131,7 +137,8 @@ def evaluate(config: Config, adapter: Path | None, sources: list[str] | None, ou
     conversation_sources, bfcl_sources = split_sources(sources or config.data.eval)
     bfcl_cases = load_sources(bfcl_sources)  # before the model, so that a wrong path fails at once
     device = inference_device()
-    dtype = inference_dtype(config.train.precision, device)
+    dtype, reason = inference_dtype(config.train.precision, detect_hardware(device))
+    print(reason)
     model, tokenizer = load_inference_model(config, adapter, dtype, device)
     metrics: dict[str, Any] = {}
     if conversation_sources or not bfcl_cases or (not sources and config.data.eval_fraction > 0):

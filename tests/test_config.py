@@ -84,6 +84,18 @@ def test_no_file_gives_defaults():
     assert Config().data.think_instruction == RECIPE_THINK_INSTRUCTION
 
 
+def test_precision_is_auto_by_default_and_takes_each_choice():
+    assert load_config(None).train.precision == "auto"
+    for choice in ("auto", "bf16", "fp32"):
+        assert load_config(None, [f"--train.precision={choice}"]).train.precision == choice
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["--train.precision=fp16"])
+    assert str(info.value) == (
+        "invalid configuration:\n  <defaults> (with overrides): key 'train.precision': "
+        """expected one of "auto" | "bf16" | "fp32", got 'fp16'"""
+    )
+
+
 def test_unknown_key_names_file_key_and_valid_keys(tmp_path):
     path = write_toml(tmp_path, "[train]\nlearning_rate = 0.1\n")
     assert config_error(path) == (
@@ -119,7 +131,7 @@ def test_unknown_section_and_non_table_section(tmp_path):
             "data.format",
             'expected one of "auto" | "hermes" | "hermes_thinking" | "openai" | "glaive" | "flat", got \'csv\'',
         ),
-        ("[train]\nprecision = true", "train.precision", 'expected one of "bf16" | "fp32", got True'),
+        ("[train]\nprecision = true", "train.precision", 'expected one of "auto" | "bf16" | "fp32", got True'),
         ('[data]\non_bad_row = "ignore"', "data.on_bad_row", 'expected one of "error" | "skip", got \'ignore\''),
     ],
 )

@@ -6,11 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from bfcl_data import write_bfcl_folder
 from tiny_data import write_tiny_data
 
 from fcloop.config import load_config
+from fcloop.eval import inference_dtype
 from fcloop.eval import main as eval_main
+from fcloop.hardware import Hardware
 from fcloop.training.loop import train
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -23,6 +26,9 @@ METRIC_KEYS = {
     "parse_failure_rate",
     "schema_valid_rate",
     "think_before_call_rate",
+    "right_no_call",
+    "right_one_call",
+    "right_several_calls",
     "n",
 }
 WEATHER = {
@@ -72,6 +78,9 @@ def test_score_round_trip_gives_the_exact_metrics(tmp_path, capsys):
         "parse_failure_rate": 1 / 3,  # c
         "schema_valid_rate": 1.0,  # both parsed calls fit the schema
         "think_before_call_rate": 0.5,  # of the two outputs that call, a thought first
+        "right_no_call": 0.0,  # c
+        "right_one_call": 1 / 2,  # a of a and b
+        "right_several_calls": None,
         "n": 3,
     }
     assert "call_exact_match" in capsys.readouterr().out
@@ -89,6 +98,35 @@ def test_arguments_that_cannot_work_are_usage_errors(tmp_path):
         eval_main(["--score", str(tmp_path / "predictions.jsonl")])  # no --out
     with pytest.raises(SystemExit):
         eval_main(["--out", str(tmp_path)])  # no config to generate with
+
+
+AMX_CPU = Hardware("cpu", cpu_flags=frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}))
+AVX2_CPU = Hardware("cpu", cpu_flags=frozenset({"avx2"}))
+CUDA_BF16 = Hardware("cuda", cuda_bf16=True)
+
+
+@pytest.mark.parametrize(
+    ("precision", "hardware", "expected"),
+    [
+        ("auto", AMX_CPU, (torch.bfloat16, "precision bf16: CPU has AMX-BF16 (native bf16 matmuls)")),
+        ("auto", CUDA_BF16, (torch.bfloat16, "precision bf16: the CUDA device computes bf16 natively")),
+        (
+            "auto",
+            AVX2_CPU,
+            (torch.float32, "precision fp32: CPU has AVX2 only, no native bf16 (emulated bf16 is slower than fp32)"),
+        ),
+        ("bf16", CUDA_BF16, (torch.bfloat16, "precision bf16: set by train.precision")),
+        # A run trained in bf16 elsewhere is evaluated in fp32 where bf16 would be emulated.
+        (
+            "bf16",
+            AVX2_CPU,
+            (torch.float32, "precision fp32: bf16 is not native here (evaluation uses it only where it is)"),
+        ),
+        ("fp32", AMX_CPU, (torch.float32, "precision fp32: set by train.precision")),
+    ],
+)
+def test_evaluation_computes_in_the_precision_training_chooses_where_bf16_is_native(precision, hardware, expected):
+    assert inference_dtype(precision, hardware) == expected
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -410,10 +410,17 @@ def aggregate(scores: Sequence[CaseScore]) -> dict[str, float | int | None]:
     - schema_valid_rate: generated calls (parsed) that fit the schemas / all generated calls (parsed).
     - think_before_call_rate: cases whose output has a thought before its first call / cases whose output
       has at least one (parsed) call.
+    - right_no_call, right_one_call, right_several_calls: `call_exact_match` within the cases that expect no
+      call, exactly one call, and two or more: a run's before/after table reads the skill per kind of request
+      there, where the mean over all cases can fall only because the mix changed what the model gets wrong.
     - n: the number of cases.
     """
     name_matched = sum(score.match.name_matches for score in scores)
     calling = [score for score in scores if score.generated.calls]
+    by_kind: dict[str, list[CaseScore]] = {"no_call": [], "one_call": [], "several_calls": []}
+    for score in scores:
+        expected = score.match.expected_count
+        by_kind["no_call" if expected == 0 else "one_call" if expected == 1 else "several_calls"].append(score)
     return {
         "decision_accuracy": _fraction(sum(score.decision_correct for score in scores), len(scores)),
         "call_exact_match": _fraction(sum(score.exact_match for score in scores), len(scores)),
@@ -424,6 +431,10 @@ def aggregate(scores: Sequence[CaseScore]) -> dict[str, float | int | None]:
             sum(score.schema_valid_calls for score in scores), sum(score.match.actual_count for score in scores)
         ),
         "think_before_call_rate": _fraction(sum(score.generated.think_before_call for score in calling), len(calling)),
+        **{
+            f"right_{kind}": _fraction(sum(score.exact_match for score in group), len(group))
+            for kind, group in by_kind.items()
+        },
         "n": len(scores),
     }
 

@@ -6,7 +6,8 @@ All layers run the same Python code, so dynamo keeps one cache of graphs for the
 *type* (Gemma-2: sliding and full, when their code paths differ) and per mode (training with grad, evaluation
 without; see GRAPHS_PER_LAYER_TYPE). Shapes are fixed by the loop (rows padded to data.max_seq_len, batches to
 a fixed number of rows), so nothing else varies; any further graph is a recompilation, and past the limit
-set here it is an error instead of dynamo's silent fallback to running the code uncompiled.
+set here it is an error instead of dynamo's silent fallback to running the code uncompiled. Whether a run
+compiles (`train.compile = "auto"`) is decided with its precision, by the hardware: fcloop.hardware.
 """
 
 from __future__ import annotations
@@ -17,20 +18,10 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from fcloop.config import TrainConfig
-
 # Graphs of a decoder layer type a run needs: one for training, and two for evaluation. Under activation
 # checkpointing peft makes the embedding output require grad (a forward hook that acts under no_grad too), so in
 # evaluation the first layer's input requires grad and the others' does not: two guards, two graphs.
 GRAPHS_PER_LAYER_TYPE = 3
-
-
-def compile_enabled(config: TrainConfig, device: torch.device, sharded: bool = False) -> bool:
-    """`train.compile`, with `auto` resolved: on for CUDA, off on CPU (the CPU tests ask for it), and off under
-    FSDP, where FSDP's hooks would run inside the compiled layers: not tried yet, so only on request."""
-    if config.compile == "auto":
-        return device.type == "cuda" and not sharded
-    return config.compile
 
 
 def layer_types(decoder: nn.Module) -> list[str]:

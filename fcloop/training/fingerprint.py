@@ -5,7 +5,10 @@ the row plan (max_seq_len, packing, seed), the LoRA shape, the precision and the
 checkpoint was written with: the saved data cursor and weights mean nothing otherwise. Resuming with any of
 these changed is refused, naming each. Every other setting (train.lr, the schedule's length, train.max_steps,
 eval and checkpoint cadence, ...) may change; each change is reported in one line.
-"""
+
+The precision recorded is the one the run computed with (fcloop.hardware), not the setting: a
+`train.precision = "auto"` that chooses otherwise on another machine is refused like any other change, and
+setting train.precision to the checkpoint's value resumes it there."""
 
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ FIXED_SETTINGS = (
     "lora.train_token_rows",
     "train.precision",
 )
+PRECISION_KEY = "train.precision"
 TOKENIZER_KEY = "tokenizer"
 DATA_KEY = "training examples"
 WORLD_KEY = "world size"
@@ -64,10 +68,14 @@ def flat_settings(config: Config) -> dict[str, Any]:
     return {f"{section}.{key}": value for section, values in sections.items() for key, value in values.items()}
 
 
-def run_fingerprint(config: Config, tokenizer, examples: list[Encoded], world_size: int) -> dict[str, Any]:
-    """What a checkpoint records: `fixed` (must be equal to resume) and `settings` (may change, reported)."""
+def run_fingerprint(
+    config: Config, tokenizer, examples: list[Encoded], world_size: int, precision: str
+) -> dict[str, Any]:
+    """What a checkpoint records: `fixed` (must be equal to resume) and `settings` (may change, reported).
+    `precision` is train.precision as resolved on this machine (fcloop.hardware): "bf16" or "fp32"."""
     settings = flat_settings(config)
     fixed = {key: settings[key] for key in FIXED_SETTINGS}
+    fixed[PRECISION_KEY] = precision
     fixed[TOKENIZER_KEY] = tokenizer_identity(tokenizer)
     fixed[DATA_KEY] = examples_identity(examples)
     fixed[WORLD_KEY] = world_size
@@ -95,9 +103,15 @@ def resume_report(folder: Path, fingerprint: dict[str, Any]) -> list[str]:
         if old_fixed.get(key) != value
     ]
     if refused:
-        hint = ""
+        hints = []
         if any(line.startswith(f"  {DATA_KEY}:") for line in refused):
-            hint = f" ({DATA_KEY}: data.train, or a setting of how it is read, rendered or tokenized, changed)"
+            hints.append(f"{DATA_KEY}: data.train, or a setting of how it is read, rendered or tokenized, changed")
+        if (
+            any(line.startswith(f"  {PRECISION_KEY}:") for line in refused)
+            and fingerprint["settings"].get(PRECISION_KEY) == "auto"
+        ):
+            hints.append(f'{PRECISION_KEY} = "auto" chose another precision on this machine')
+        hint = f" ({'; '.join(hints)})" if hints else ""
         raise ResumeRefused(
             f"cannot resume from {folder}: it belongs to a run with other data or shapes{hint}:\n"
             + "\n".join(refused)

@@ -27,9 +27,17 @@ from fcloop.data.packing import Batch, collate, packing_efficiency, plan_rows, s
 from fcloop.data.tokenization import Encoded, existing_token_ids, prepare_tokenizer
 from fcloop.evaluation.bfcl import describe, evaluate_bfcl, prompt_limit, warnings_for
 from fcloop.evaluation.generation import build_cases, evaluate_tool_calls, too_long_warning, write_predictions
-from fcloop.model.compile import CompileCounter, compile_enabled, compile_for_training
+from fcloop.hardware import detect_hardware, plan_compute, record
+from fcloop.model.compile import CompileCounter, compile_for_training
 from fcloop.model.flex_attention import attention_masks_for, refuse_unfused_flex_under_checkpointing
-from fcloop.model.load import base_config, enable_activation_checkpointing, load_model, load_tokenizer, model_parts
+from fcloop.model.load import (
+    attention_implementation,
+    base_config,
+    enable_activation_checkpointing,
+    load_model,
+    load_tokenizer,
+    model_parts,
+)
 from fcloop.model.lora import (
     add_token_rows,
     apply_lora,
@@ -69,7 +77,8 @@ from fcloop.training.distributed import (
     sum_scalars,
 )
 from fcloop.training.fingerprint import resume_report, run_fingerprint
-from fcloop.training.metrics import MetricsLogger, NullLogger
+from fcloop.training.metrics import MetricsLogger, NullLogger, read_metrics, write_run_file
+from fcloop.training.summary import before_after_table
 
 
 def learning_rate(step: int, config: TrainConfig, total_steps: int) -> float:
@@ -89,6 +98,8 @@ def learning_rate(step: int, config: TrainConfig, total_steps: int) -> float:
 def autocast(device: torch.device, precision: str):
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    if precision != "fp32":  # "auto" must be resolved first, or it would silently run fp32
+        raise ValueError(f"precision must be bf16 or fp32 (resolve auto with fcloop.hardware), got {precision!r}")
     return contextlib.nullcontext()
 
 
@@ -303,6 +314,7 @@ class EvaluationSetup:
     data: Datasets
     cases: list  # the fixed sample of tool-call cases scored by generation (fcloop.evaluation.generation)
     config: Config
+    precision: str  # train.precision resolved for this machine: "bf16" or "fp32"
     device: torch.device
     world: World
     loss_fn: LossFn
@@ -321,7 +333,7 @@ def run_evaluation(
     with compile_counter.phase("eval"):
         eval_loss = evaluate_loss(
             runner, data.eval, config.data.max_seq_len, config.data.packing, config.eval.batch_size,
-            config.train.precision, setup.device, tokenizer.pad_token_id, world, setup.loss_fn,
+            setup.precision, setup.device, tokenizer.pad_token_id, world, setup.loss_fn,
             fixed_shape=setup.compiled,
         )  # fmt: skip
     values: dict[str, float | int | None] = {"eval/loss": eval_loss}
@@ -372,12 +384,19 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
     world = init_world(config.train.data_parallel)
     device = world.device
     out_dir = Path(config.run.out_dir)
+    say = print if world.is_main else (lambda *args, **kwargs: None)  # one copy of each message, not N
+    train_cfg = config.train
+    # bf16 or fp32, compiled or not: what "auto" means on this machine, and why (fcloop.hardware).
+    hardware = detect_hardware(device)
+    compute = plan_compute(train_cfg, hardware, attention_implementation(config.model, device), world.sharded)
+    say(compute.precision_reason)
+    say(compute.compile_reason)
     if world.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, out_dir / "config.toml")
-    say = print if world.is_main else (lambda *args, **kwargs: None)  # one copy of each message, not N
-    dtype = torch.bfloat16 if config.train.precision == "bf16" else torch.float32
-    train_cfg = config.train
+        save_config(config, out_dir / "config.toml")  # as given: "auto" stays "auto"; run.json holds the choice
+        write_run_file(out_dir, record(hardware, compute))
+    precision = compute.precision
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
 
     # --- data ---
     tokenizer = load_tokenizer(config.model)
@@ -398,7 +417,7 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
     efficiency = packing_efficiency(epoch0_rows, [len(e) for e in data.train], config.data.max_seq_len)
     say(f"rows per epoch: {len(epoch0_rows)}, packing efficiency {efficiency:.1%}, optimizer steps: {total_steps}")
     # Resume only into the same run: a verified checkpoint (damaged ones skipped) whose data and shapes match.
-    fingerprint = run_fingerprint(config, tokenizer, data.train, world.size)
+    fingerprint = run_fingerprint(config, tokenizer, data.train, world.size, precision)
     resume_from = find_resume_checkpoint(out_dir, config.checkpoint.resume, say)
     for line in resume_report(resume_from, fingerprint) if resume_from else []:
         say(line)
@@ -414,7 +433,7 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
     say(trainable_table(model))
     if resume_from is not None:
         load_adapter(resume_from, model)  # before sharding, while the model holds whole tensors
-    compiled = compile_enabled(train_cfg, device, world.sharded)
+    compiled = compute.compile
     if compiled:
         compile_for_training(model_parts(model).decoder, train_cfg.compile_backend)
     elif base_config(model)._attn_implementation == "flex_attention":
@@ -467,7 +486,7 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
         say(warning)
 
     evaluation = EvaluationSetup(
-        runner, model, tokenizer, data, cases, config, device, world, loss_fn, compiled, bfcl_limit, out_dir
+        runner, model, tokenizer, data, cases, config, precision, device, world, loss_fn, compiled, bfcl_limit, out_dir
     )
 
     progress = tqdm(total=total_steps, initial=state.step, desc="train", dynamic_ncols=True, disable=not world.is_main)
@@ -499,7 +518,7 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
             padding = padding_passes(len(local_rows), len(rows), train_cfg.micro_batch_size, world)
             with compile_counter.phase("train"):
                 loss, grad_norm = train_step(
-                    runner, optimizer, parameters, micro_batches, train_cfg.precision, train_cfg.max_grad_norm,
+                    runner, optimizer, parameters, micro_batches, precision, train_cfg.max_grad_norm,
                     device, loss_fn=loss_fn, world=world, supervised_tokens=step_supervised,
                     padding_batches=[fixed_batch(rows[:1], tokenizer.pad_token_id, micro_shape)] * padding,
                 )  # fmt: skip
@@ -550,6 +569,9 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
         adapter_state = full_trainable_state(model)  # a collective: every rank
         if world.is_main:
             save_final(out_dir / "final", model, tokenizer, config, adapter_state)
+            # The first evaluation (the base model, when the run started at step 0) beside the last.
+            for line in before_after_table(read_metrics(out_dir)):
+                say(line)
     barrier(world)
     shutdown(world)
     return state

@@ -1,4 +1,5 @@
-"""Where metrics go: `metrics.jsonl` (one object per logged step) and TensorBoard, under the same names."""
+"""Where metrics go: `metrics.jsonl` (one object per logged step) and TensorBoard, under the same names; and
+`run.json`, what the run computes with on this machine (fcloop.hardware: precision, compile, and why)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 METRICS_FILE = "metrics.jsonl"
+RUN_FILE = "run.json"
 
 
 class MetricsLogger:
@@ -63,3 +65,14 @@ class NullLogger:
 
     def close(self) -> None:
         pass
+
+
+def write_run_file(out_dir: str | Path, values: dict[str, Any]) -> None:
+    """run.json: written at each start of the run (a resumed run may run on another machine; its checkpoints'
+    fingerprint holds the precision each was trained with, and resuming checks it)."""
+    path = Path(out_dir) / RUN_FILE
+    path.write_text(json.dumps(values, indent=2) + "\n", encoding="utf-8")
+
+
+def read_run_file(out_dir: str | Path) -> dict[str, Any]:
+    return json.loads((Path(out_dir) / RUN_FILE).read_text(encoding="utf-8"))

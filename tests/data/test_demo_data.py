@@ -8,6 +8,7 @@ import calendar
 import collections
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -103,17 +104,32 @@ def test_every_call_is_valid_for_the_tools_offered():
     assert calls > TRAIN_SIZE
 
 
-def test_thoughts_are_one_short_sentence_before_the_answer():
+def test_thoughts_restate_the_request_before_they_name_a_tool():
+    """A thought says what is asked (the thing and its values) first; the tools and the number of calls come
+    after, from the request: no thought opens with a tool or a count, none names a count it cannot know."""
     for split in ("train", "eval"):
         for row in rows(split):
             _, answer = answers(row)
             thought = answer.think
-            assert thought and len(thought.split()) <= 16, (row["id"], thought)
-            assert thought.count(". ") == 0 and thought[-1] in ".", (row["id"], thought)
-            if answer.calls:  # the thought names the tool it calls
-                assert answer.calls[0]["name"] in thought and answer.think_before_call
-            else:
+            assert thought and len(thought.split()) <= 48 and thought[-1] == ".", (row["id"], thought)
+            if not answer.calls:
                 assert answer.answer_text
+                continue
+            names = [call["name"] for call in answer.calls]
+            assert all(name in thought for name in names) and answer.think_before_call, (row["id"], thought)
+            before_tool = thought[: min(thought.index(name) for name in names)]
+            assert len(before_tool.split()) >= 3, (row["id"], thought)
+            assert not re.search(r"\b(twice|three times|four times|calls to)\b", thought), (row["id"], thought)
+            if kind(row) == "parallel":  # one listed item per call, before the tool is named
+                assert before_tool.count("; ") == len(names) - 1, (row["id"], thought)
+
+
+def test_no_answer_repeats_a_call():
+    for split in ("train", "eval"):
+        for row in rows(split):
+            _, answer = answers(row)
+            calls = [json.dumps(call, sort_keys=True) for call in answer.calls]
+            assert len(calls) == len(set(calls)), row["id"]
 
 
 def test_the_data_offers_many_tools_and_the_right_one_anywhere():
@@ -139,9 +155,15 @@ def test_the_data_offers_many_tools_and_the_right_one_anywhere():
 
 
 def test_eval_asks_for_tools_train_never_offers():
+    """The tools eval's answers call do things no training row's tool does (siblings, which only share an
+    object's name with a called tool and say so, may be offered on both sides)."""
     train_descriptions = {function_of(tool)["description"] for row in rows("train") for tool in row["tools"]}
-    eval_descriptions = {function_of(tool)["description"] for row in rows("eval") for tool in row["tools"]}
-    assert eval_descriptions and not eval_descriptions & train_descriptions
+    eval_called = set()
+    for row in rows("eval"):
+        _, answer = answers(row)
+        offered = {function_of(tool)["name"]: function_of(tool)["description"] for tool in row["tools"]}
+        eval_called |= {offered[call["name"]] for call in answer.calls}
+    assert eval_called and not eval_called & train_descriptions
 
 
 def tool_param(key: str, percent_as_fraction: bool = False) -> ToolParam:

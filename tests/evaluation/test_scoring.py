@@ -446,6 +446,9 @@ def test_aggregate_exact_values():
         "parse_failure_rate": 1 / 6,  # case 4
         "schema_valid_rate": 3 / 4,  # generated calls 1 + 2 + 1, case 5's is invalid
         "think_before_call_rate": 1 / 3,  # cases with a parsed call: 1, 2, 5
+        "right_no_call": 1 / 2,  # 3 of 3 and 5
+        "right_one_call": 1 / 3,  # 1 of 1, 4 and 6
+        "right_several_calls": 0.0,  # case 2
         "n": 6,
     }
 
@@ -459,6 +462,9 @@ def test_empty_denominators_give_none():
         "parse_failure_rate": None,
         "schema_valid_rate": None,
         "think_before_call_rate": None,
+        "right_no_call": None,
+        "right_one_call": None,
+        "right_several_calls": None,
         "n": 0,
     }
     only_text = aggregate([score_case("Hello!", "Hi.", TOOLS)])

@@ -14,7 +14,7 @@ from fcloop.config import load_config
 from fcloop.data.load import load_datasets
 from fcloop.data.packing import plan_rows
 from fcloop.data.tokenization import IGNORE_INDEX, Encoded, prepare_tokenizer
-from fcloop.model.compile import compile_enabled, set_recompile_limit
+from fcloop.model.compile import set_recompile_limit
 from fcloop.model.load import load_tokenizer
 from fcloop.training.loop import fixed_batch, train
 from fcloop.training.metrics import read_metrics
@@ -88,19 +88,6 @@ def test_compiled_flex_loop_equals_the_eager_loop_without_recompiling(tmp_path, 
     # types share it: in transformers 5.24 a layer takes its mask as an argument). Generation compiles none.
     assert [r["compile/graphs"] for r in compile_records] == [2, 4, 4, 2, 4]
     assert "compile/graphs" not in {key for r in eager_records for key in r}
-
-
-def test_compile_defaults_to_on_for_cuda_only():
-    config = load_config(None).train
-    assert config.compile == "auto" and config.compile_backend == "inductor"
-    assert compile_enabled(config, torch.device("cuda")) is True
-    assert compile_enabled(config, torch.device("cpu")) is False
-    on = load_config(None, ["--train.compile=true"]).train
-    assert compile_enabled(on, torch.device("cpu")) is True
-    off = load_config(None, ["--train.compile=false"]).train
-    assert compile_enabled(off, torch.device("cuda")) is False
-    assert compile_enabled(config, torch.device("cuda"), sharded=True) is False
-    assert compile_enabled(on, torch.device("cuda"), sharded=True) is True
 
 
 def test_a_graph_past_the_recompile_limit_is_an_error_not_a_fallback(dynamo_settings_restored):

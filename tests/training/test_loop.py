@@ -11,12 +11,14 @@ from bfcl_data import write_bfcl_folder
 from tiny_data import write_tiny_data
 
 import fcloop.model.loss
+import fcloop.training.loop
 from fcloop.config import load_config
 from fcloop.data.load import load_datasets
+from fcloop.hardware import Hardware
 from fcloop.model.load import load_model
 from fcloop.model.lora import add_token_rows
 from fcloop.training.loop import evaluate_loss, learning_rate, train
-from fcloop.training.metrics import read_metrics
+from fcloop.training.metrics import read_metrics, read_run_file
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 RUN_KEYS = {
@@ -71,6 +73,49 @@ def test_tiny_config_trains_end_to_end(tmp_path, tiny_data):
         assert (out / "final" / name).exists(), name
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
     assert load_config(out / "config.toml") == config
+
+
+def test_train_prints_and_records_the_precision_and_compile_it_chose(tmp_path, tiny_data, monkeypatch, capsys):
+    # Stand-in hardware, so that the test means the same on any machine: a CPU with AMX but no C++ compiler.
+    amx = Hardware("cpu", "Xeon", cpu_flags=frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}))
+    monkeypatch.setattr(fcloop.training.loop, "detect_hardware", lambda device: amx)
+    loaded_dtypes = []
+    real_load_model = fcloop.training.loop.load_model
+
+    def recording_load_model(config, vocab_size, dtype, device, seed):
+        loaded_dtypes.append(dtype)
+        return real_load_model(config, vocab_size, dtype, device, seed)
+
+    monkeypatch.setattr(fcloop.training.loop, "load_model", recording_load_model)
+    config = tiny_config(
+        tmp_path,
+        tiny_data,
+        "--train.precision=auto",
+        "--train.max_steps=1",
+        "--eval.every_steps=0",
+        "--checkpoint.every_steps=1",
+    )
+    train(config)
+    precision = "precision bf16: CPU has AMX-BF16 (native bf16 matmuls)"
+    no_compile = "compile off: no C++ compiler for inductor's CPU code (install g++, or set CXX)"
+    assert capsys.readouterr().out.splitlines()[:2] == [precision, no_compile]  # first, before the data's stats
+    assert loaded_dtypes == [torch.bfloat16]
+    out = Path(config.run.out_dir)
+    assert read_run_file(out) == {
+        "precision": "bf16",
+        "precision_reason": precision,
+        "compile": False,
+        "compile_reason": no_compile,
+        "device_type": "cpu",
+        "device_name": "Xeon",
+        "cuda_bf16": False,
+        "cpu_flags": ["amx_bf16", "amx_tile", "avx2", "avx512_bf16", "avx512f"],
+        "cpp_compiler": None,
+    }
+    assert load_config(out / "config.toml").train.precision == "auto"  # the config as given; run.json the choice
+    # What a resume checks (tests/training/test_resume_safety.py): the precision the run computed with.
+    fingerprint = json.loads((out / "step_000001" / "fingerprint.json").read_text())
+    assert fingerprint["fixed"]["train.precision"] == "bf16" and fingerprint["settings"]["train.precision"] == "auto"
 
 
 def test_packed_and_unpacked_runs_give_the_same_eval_loss(tmp_path, tiny_data):
@@ -190,6 +235,19 @@ def test_saved_adapter_loads_with_peft_and_reproduces_eval_loss(tmp_path, tiny_d
 def test_learning_rate_schedule(schedule, expected):
     config = load_config(None, ["--train.lr=1.0", "--train.warmup_steps=2", f"--train.schedule={schedule}"]).train
     assert [learning_rate(step, config, total_steps=5) for step in range(5)] == pytest.approx(expected)
+
+
+def test_the_run_ends_with_the_first_evaluation_beside_the_last(tmp_path, tiny_data, capsys):
+    config = tiny_config(tmp_path, tiny_data, "--train.max_steps=2", "--eval.max_cases=3", "--eval.max_new_tokens=4")
+    train(config)
+    first, last = [r for r in read_metrics(config.run.out_dir) if "eval/loss" in r]
+    out = capsys.readouterr().out
+    table = out[out.index("before and after training, on the eval cases (3 held-out conversations):") :]
+    lines = table.splitlines()
+    assert lines[1].split() == ["step", "0", "step", "2"]
+    assert lines[2].split()[-2:] == [f"{first['eval/loss']:.3f}", f"{last['eval/loss']:.3f}"]
+    right = f"{first['eval/call_exact_match']:.3f}", f"{last['eval/call_exact_match']:.3f}"
+    assert lines[3].startswith("  cases right, all kinds") and tuple(lines[3].split()[-2:]) == right
 
 
 def test_tool_call_metrics_are_logged_at_each_evaluation(tmp_path, tiny_data):

@@ -12,10 +12,12 @@ import torch
 from safetensors.torch import load_file
 from tiny_data import write_tiny_data
 
+import fcloop.training.loop
 from fcloop.config import load_config
 from fcloop.errors import run_cli
 from fcloop.eval import main as eval_main
 from fcloop.export import main as export_main
+from fcloop.hardware import Hardware
 from fcloop.train import main as train_main
 from fcloop.training.checkpoint import MANIFEST_FILE, START_OVER, list_checkpoints, manifest_problem
 from fcloop.training.fingerprint import resume_report
@@ -125,6 +127,40 @@ def test_another_world_size_is_refused(base_run):
     with pytest.raises(RuntimeError, match=r"^cannot resume from .*:\n  world size: 1 -> 2\n"):
         resume_report(folder, {**saved, "fixed": {**saved["fixed"], "world size": 2}})
     assert resume_report(folder, saved) == []  # the same run: nothing to say
+
+
+@pytest.mark.parametrize(
+    ("cpu_flags", "precision_line", "refused"),
+    [
+        ({"avx2"}, "precision fp32: CPU has AVX2 only, no native bf16 (emulated bf16 is slower than fp32)", False),
+        ({"avx2", "avx512f", "avx512_bf16"}, "precision bf16: CPU has AVX512-BF16 (native bf16 matmuls)", True),
+    ],
+)
+def test_auto_precision_resumes_where_it_chooses_the_checkpoints_precision(
+    run_copy, data, capsys, monkeypatch, cpu_flags, precision_line, refused
+):
+    """The base run trained in fp32: "auto" resumes it on a machine where auto means fp32, and is refused on one
+    where it means bf16 (stand-in hardware, so the test means the same on any machine)."""
+    machine = Hardware("cpu", "stand-in", cpu_flags=frozenset(cpu_flags))
+    monkeypatch.setattr(fcloop.training.loop, "detect_hardware", lambda device: machine)
+    code, out, err = resume(run_copy, data, capsys, "--train.precision=auto", "--train.max_steps=3")
+    assert out.splitlines()[0] == precision_line
+    if not refused:
+        assert code == 0 and "error" not in err
+        assert [line for line in out.splitlines() if line.startswith("changed on resume: ")] == [
+            "changed on resume: train.max_steps: 2 -> 3"
+        ]
+        assert f"resumed from {run_copy}/step_000002 at step 2" in out
+        return
+    assert code == 1
+    assert err.splitlines() == [
+        f"error: cannot resume from {run_copy}/step_000002: it belongs to a run with other data or shapes "
+        '(train.precision = "auto" chose another precision on this machine):',
+        "  train.precision: fp32 -> bf16",
+        f"{START_OVER}; or set these back to the checkpoint's values to resume it",
+        DEBUG_HINT,
+    ]
+    assert [p.name for p in list_checkpoints(run_copy)] == ["step_000001", "step_000002"]  # nothing trained
 
 
 def test_a_new_learning_rate_and_length_are_allowed_and_reported(run_copy, data, capsys):

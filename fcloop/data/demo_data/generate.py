@@ -25,11 +25,21 @@ import calendar
 import json
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from fcloop.data.demo_data.vocabulary import CHAT, CONCEPTS, PARAMS, Concept, Param
+from fcloop.data.demo_data.vocabulary import (
+    CHAT,
+    CHATTER_AFTER,
+    CHATTER_BEFORE,
+    CONCEPTS,
+    PARAMS,
+    PLACES,
+    US_CITIES,
+    Concept,
+    Param,
+)
 
 Row = dict[str, Any]
 Turn = dict[str, str]
@@ -41,12 +51,17 @@ EVAL_SIZE = 48
 EVAL_CONCEPT_EVERY = 8
 # About 900 tokens at most: with the preamble, every conversation fits the demo's 1024-token rows whole.
 MAX_CHARS = 2600
-KIND_SHARES = {"single": 0.40, "parallel": 0.26, "parallel_mixed": 0.08, "irrelevant": 0.18, "chat": 0.08}
+KIND_SHARES = {"single": 0.42, "parallel": 0.22, "parallel_mixed": 0.12, "irrelevant": 0.16, "chat": 0.08}
 # How many tools a conversation offers (at least as many as it calls): mostly short lists, so that a CPU step
 # holds more conversations, but up to five, as in real tool lists.
 TOOL_COUNT_WEIGHTS = {1: 0.40, 2: 0.25, 3: 0.20, 4: 0.10, 5: 0.05}
 OPTIONAL_IN_SCHEMA = 0.8  # an optional parameter of the concept is in the tool's schema
-OPTIONAL_SAID = 0.4  # ... and the user gives a value for it (only then is it in the call)
+OPTIONAL_SAID = 0.55  # ... and the user gives a value for it (only then is it in the call, and then always)
+# A tool of the same object with another action (create beside search, delete beside get) is offered too:
+# the request, not the object's name, picks the function.
+SIBLING_SHARE = 0.45
+CHATTER_BEFORE_SHARE = 0.3  # the request comes after a sentence of context no tool needs
+CHATTER_AFTER_SHARE = 0.2
 # Most tools come as {"type": "function", "function": {...}} with JSON Schema type names, the way `bfcl:` eval
 # sources and OpenAI-style data give them; the rest as the bare function, or with Python-style type names.
 WRAPPED_SHARE = 0.7
@@ -103,6 +118,10 @@ class ToolParam:
     required: bool
     percent_as_fraction: bool
     parts: tuple[ToolParam, ...] = ()
+    style: str = ""
+    """How this tool spells the value: a city "bare", "state" ("Austin, TX") or "country" ("Lyon, France");
+    an enum "as_is", "upper" ("PREMIUM_ECONOMY"), "title" ("Premium Economy") or "kebab"; a flag "boolean" or
+    "string" ("true"/"false" as strings)."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +140,7 @@ def camel(snake: str) -> str:
 def tool_name(rng: random.Random, concept: Concept) -> str:
     verb = rng.choice(VERB_ALIASES.get(concept.verb, (concept.verb,)))
     obj, domain = concept.obj, concept.domain
+    version = rng.randint(1, 3)
     styles = (
         f"{verb}_{obj}",
         f"{domain}.{verb}_{obj}",
@@ -128,6 +148,10 @@ def tool_name(rng: random.Random, concept: Concept) -> str:
         f"{domain}.{obj}.{verb}",
         camel(f"{verb}_{obj}"),
         f"{domain}_{obj}_{verb}",
+        # class paths and versioned services, as REST wrappers and SDKs name them
+        f"{domain.capitalize()}Service.{camel(f'{verb}_{obj}')}",
+        f"{domain}_api.v{version}.{verb}_{obj}",
+        f"{camel(obj)[0].upper()}{camel(obj)[1:]}Client.{verb}",
     )
     return rng.choice(styles)
 
@@ -143,16 +167,62 @@ def _tool_params(rng: random.Random, keys: tuple[str, ...], camel_case: bool) ->
         name = rng.choice(names)
         used.add(name)
         parts = _tool_params(rng, param.kind.parts, camel_case) if param.kind.form == "object" else ()
-        params.append(ToolParam(param, camel(name) if camel_case else name, not optional, rng.random() < 0.5, parts))
+        tool_param = ToolParam(param, camel(name) if camel_case else name, not optional, rng.random() < 0.5, parts)
+        params.append(replace(tool_param, style=_draw_style(rng, param.kind.form)))
     return tuple(params)
+
+
+STYLES = {
+    "city": {"bare": 0.4, "state": 0.3, "country": 0.3},
+    "enum": {"as_is": 0.55, "upper": 0.15, "title": 0.15, "kebab": 0.15},
+    "flag": {"boolean": 0.8, "string": 0.2},
+}
+
+
+def _draw_style(rng: random.Random, form: str) -> str:
+    weights = STYLES.get(form)
+    return rng.choices(list(weights), weights=list(weights.values()))[0] if weights else ""
+
+
+def enum_spelling(value: str, style: str) -> str:
+    """How a tool spells the option a user says in plain words."""
+    if style == "upper":
+        return value.upper().replace(" ", "_").replace("-", "_")
+    if style == "title":
+        return value.title()
+    if style == "kebab":
+        return value.replace(" ", "-")
+    return value
+
+
+def city_spelling(city: str, style: str) -> str:
+    state, _, country = PLACES[city]
+    if style == "state":
+        return f"{city}, {state}"
+    if style == "country":
+        return f"{city}, {country}"
+    return city
+
+
+CITY_DESCRIPTIONS = {
+    "bare": ("{d}, e.g. {ex}", "{d} (city name only, e.g. {ex})"),
+    "state": ("{d} and state, e.g. {ex}", "{d} in the format 'City, ST', such as {ex}"),
+    "country": ("{d} and country, e.g. {ex}", "{d}, written as 'City, Country', for example {ex}"),
+}
 
 
 def _description(rng: random.Random, tool_param: ToolParam) -> str:
     param, text = tool_param.param, tool_param.param.description
+    if param.kind.form == "city":
+        example_pool = US_CITIES if tool_param.style == "state" else param.kind.pool
+        example = city_spelling(rng.choice(example_pool), tool_param.style)
+        text = rng.choice(CITY_DESCRIPTIONS[tool_param.style]).format(d=text, ex=example)
+    if param.kind.form == "flag" and tool_param.style == "string":
+        text += ', "true" or "false"'
     if param.kind.form == "percent":
         text += " as a decimal, e.g. 0.05 for 5%" if tool_param.percent_as_fraction else " in percent, e.g. 5 for 5%"
     if not tool_param.required and param.kind.form == "enum" and rng.random() < 0.5:
-        text += f". Default: {param.kind.pool[0]}"
+        text += f". Default: {enum_spelling(param.kind.pool[0], tool_param.style)}"
     elif not tool_param.required and rng.random() < 0.3:
         text += " (optional)"
     return text + "."
@@ -160,7 +230,7 @@ def _description(rng: random.Random, tool_param: ToolParam) -> str:
 
 def _json_type(tool_param: ToolParam, dialect: dict[str, str]) -> str:
     form = tool_param.param.kind.form
-    if form in ("text", "date", "enum"):
+    if form in ("text", "date", "enum", "city") or (form == "flag" and tool_param.style == "string"):
         return "string"
     if form in ("number", "money", "percent"):
         return dialect["number"]
@@ -172,7 +242,9 @@ def _param_schema(rng: random.Random, tool_param: ToolParam, dialect: dict[str, 
     kind = tool_param.param.kind
     schema: Tool = {"type": _json_type(tool_param, dialect), "description": _description(rng, tool_param)}
     if kind.form == "enum":
-        schema["enum"] = list(kind.pool)
+        schema["enum"] = [enum_spelling(value, tool_param.style) for value in kind.pool]
+    elif kind.form == "flag" and tool_param.style == "string":
+        schema["enum"] = ["true", "false"]
     elif kind.form == "list":
         schema["items"] = {"type": "string"}
     elif kind.form == "numbers":
@@ -231,9 +303,20 @@ def draw_value(rng: random.Random, tool_param: ToolParam) -> tuple[Any, str]:
     """(the call's value, how the user says it)."""
     kind = tool_param.param.kind
     form = kind.form
-    if form in ("text", "enum"):
+    if form == "text":
         value = rng.choice(kind.pool)
         return value, value
+    if form == "enum":
+        value = rng.choice(kind.pool)
+        return enum_spelling(value, tool_param.style), value
+    if form == "city":
+        city = rng.choice(US_CITIES if tool_param.style == "state" else kind.pool)
+        state, state_name, country = PLACES[city]
+        # Mostly the bare city, as people say it; sometimes with its state or country, whatever the tool wants.
+        said = rng.choices(
+            (city, f"{city}, {state_name or country}", f"{city}, {state}" if state else city), (6, 2, 1)
+        )[0]
+        return city_spelling(city, tool_param.style), said
     if form == "integer":
         number = rng.randint(int(kind.low), int(kind.high))
         spoken = NUMBER_WORDS[number] if 0 <= number < len(NUMBER_WORDS) and rng.random() < 0.35 else str(number)
@@ -255,7 +338,7 @@ def draw_value(rng: random.Random, tool_param: ToolParam) -> tuple[Any, str]:
         return iso, rng.choice((f"{month_name} {day}, {year}", f"{day} {month_name} {year}", iso))
     if form == "flag":
         on = rng.random() < 0.75 or not tool_param.param.off_phrases
-        return on, ""
+        return (("true" if on else "false") if tool_param.style == "string" else on), ""
     if form == "list":
         items = rng.sample(kind.pool, rng.randint(2, 3))
         return items, _join(items)
@@ -273,7 +356,7 @@ def draw_value(rng: random.Random, tool_param: ToolParam) -> tuple[Any, str]:
 def phrase(rng: random.Random, tool_param: ToolParam, value: Any, said: str) -> str:
     param = tool_param.param
     if param.kind.form == "flag":
-        return rng.choice(param.phrases if value else param.off_phrases)
+        return rng.choice(param.phrases if value in (True, "true") else param.off_phrases)
     return rng.choice(param.phrases).format(v=said)
 
 
@@ -306,6 +389,17 @@ class Call:
     arguments: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Request:
+    """A request's text, the calls that serve it, and what the thought restates: the thing asked for and the
+    values that tell the calls apart (one entry per call; for one call, its first values)."""
+
+    text: str
+    calls: tuple[Call, ...]
+    noun: str
+    said: tuple[str, ...]
+
+
 def _said_params(rng: random.Random, tool: BuiltTool) -> list[ToolParam]:
     return [p for p in tool.params if p.required or rng.random() < OPTIONAL_SAID]
 
@@ -320,21 +414,23 @@ def draw_distinct(rng: random.Random, tool_param: ToolParam, taken: set[str]) ->
     raise RuntimeError(f"{tool_param.name}: no distinct value left")
 
 
-def single_request(rng: random.Random, tool: BuiltTool) -> tuple[str, Call]:
+def single_request(rng: random.Random, tool: BuiltTool) -> Request:
     """A request for one call of `tool`, and that call."""
-    arguments, phrases, taken = {}, [], set()
+    arguments, phrases, taken, said_values = {}, [], set(), []
     for tool_param in _said_params(rng, tool):
         value, said = draw_distinct(rng, tool_param, taken)
         arguments[tool_param.name] = value
         phrases.append(phrase(rng, tool_param, value, said))
+        if said:
+            said_values.append(said)
     text = _sentence(rng, rng.choice(tool.concept.asks), _joined_phrases(rng, phrases))
-    return text, Call(tool.name, arguments)
+    return Request(text, (Call(tool.name, arguments),), tool.concept.noun, tuple(said_values[:3]))
 
 
-def parallel_request(rng: random.Random, tool: BuiltTool, count: int) -> tuple[str, list[Call]] | None:
+def parallel_request(rng: random.Random, tool: BuiltTool, count: int) -> Request | None:
     """One request asking `tool` for `count` different values of one or two of its parameters."""
     said = _said_params(rng, tool)
-    variable = [p for p in said if p.param.kind.form in ("text", "integer", "number", "money", "date", "enum")]
+    variable = [p for p in said if p.param.kind.form in ("text", "city", "integer", "number", "money", "date", "enum")]
     if not variable:
         return None
     varying = rng.sample(variable, min(len(variable), rng.choice((1, 1, 2))))
@@ -344,7 +440,7 @@ def parallel_request(rng: random.Random, tool: BuiltTool, count: int) -> tuple[s
             value, spoken = draw_distinct(rng, tool_param, taken)
             shared[tool_param.name] = value
             shared_phrases.append(phrase(rng, tool_param, value, spoken))
-    calls, groups, seen = [], [], set()
+    calls, groups, seen, items = [], [], set(), []
     for _ in range(count * 10):
         drawn = [(p, *draw_value(rng, p)) for p in varying]
         key = json.dumps([value for _, value, _ in drawn])
@@ -356,10 +452,21 @@ def parallel_request(rng: random.Random, tool: BuiltTool, count: int) -> tuple[s
         arguments.update({p.name: value for p, value, _ in drawn})
         calls.append(Call(tool.name, arguments))
         groups.append(" ".join(phrase(rng, p, value, spoken) for p, value, spoken in drawn))
+        items.append(" ".join(spoken_values))
         if len(calls) == count:
             body = " ".join([*shared_phrases, _join(groups)])
-            return _sentence(rng, rng.choice(tool.concept.asks), body), calls
+            text = _sentence(rng, rng.choice(tool.concept.asks), body)
+            return Request(text, tuple(calls), tool.concept.noun, tuple(items))
     return None
+
+
+def chatty(rng: random.Random, text: str) -> str:
+    """The request as people write it: sometimes after a sentence of context, sometimes with a thank-you."""
+    if rng.random() < CHATTER_BEFORE_SHARE:
+        text = rng.choice(CHATTER_BEFORE) + " " + text
+    if rng.random() < CHATTER_AFTER_SHARE:
+        text = text + " " + rng.choice(CHATTER_AFTER)
+    return text
 
 
 def _lower_first(text: str) -> str:
@@ -370,7 +477,7 @@ def _think(text: str) -> str:
     return f"<think>{text}</think>"
 
 
-def call_turn(thought: str, calls: list[Call]) -> Turn:
+def call_turn(thought: str, calls: list[Call] | tuple[Call, ...]) -> Turn:
     blocks = [
         "<tool_call>\n" + json.dumps({"name": c.name, "arguments": c.arguments}, ensure_ascii=False) + "\n</tool_call>"
         for c in calls
@@ -378,22 +485,57 @@ def call_turn(thought: str, calls: list[Call]) -> Turn:
     return {"from": "gpt", "value": _think(thought) + "\n".join(blocks)}
 
 
-def single_thought(rng: random.Random, name: str) -> str:
+# Thoughts restate what the request asks (its thing and its values) before they name a tool: the tool and the
+# number of calls follow from the request, never the other way round, and no fixed sentence fits every row.
+
+
+def summary(request: Request) -> str:
+    return f"{request.noun} ({', '.join(request.said)})" if request.said else request.noun
+
+
+def single_thought(rng: random.Random, request: Request, name: str) -> str:
+    wanted = summary(request)
     return rng.choice(
-        (f"{name} fits this request.", f"I'll call {name}.", f"{name} does exactly this.", f"This needs {name}.")
+        (
+            f"The user wants {wanted}; {name} does that.",
+            f"Asked for {wanted}, which {name} gives.",
+            f"This is a request for {wanted}, so {name}.",
+            f"Needed: {wanted}. The tool for it is {name}.",
+        )
     )
 
 
-def parallel_thought(rng: random.Random, name: str, count: int) -> str:
+def parallel_thought(rng: random.Random, request: Request, name: str) -> str:
+    items = "; ".join(request.said)
     return rng.choice(
-        (f"{NUMBER_WORDS[count].capitalize()} requests, so {NUMBER_WORDS[count]} calls to {name}.",
-         f"I'll call {name} {TIMES[count]}, once for each.")
-    )  # fmt: skip
+        (
+            f"The user wants {request.noun} for: {items}. One {name} call for each.",
+            f"Asked for {request.noun} for each of: {items}. {name} once per item.",
+            f"Each of {items} needs its own {request.noun}, so one {name} call each.",
+        )
+    )
+
+
+def mixed_thought(rng: random.Random, first: Request, second: Request) -> str:
+    def part(request: Request) -> str:
+        if len(request.calls) == 1:
+            return f"{summary(request)} with {request.calls[0].name}"
+        return f"{request.noun} for {'; '.join(request.said)} with {request.calls[0].name}, once each"
+
+    return rng.choice(
+        (
+            f"The user asks for {part(first)}, and also {part(second)}.",
+            f"First {part(first)}; then {part(second)}.",
+        )
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Conversations: a draft picks concepts and turns, then the tool list is offered around it
 # ---------------------------------------------------------------------------------------------------------
+
+OFFERED_NAMES = "\x00offered\x00"
+"""Stands in a draft's answer for the names of the tools offered, which are drawn after the draft."""
 
 
 @dataclass(frozen=True)
@@ -406,51 +548,62 @@ class Draft:
 
 def draft_single(rng: random.Random, concepts: list[Concept]) -> Draft | None:
     tool = build_tool(rng, rng.choice(concepts))
-    text, call = single_request(rng, tool)
-    return Draft((tool,), ({"from": "human", "value": text}, call_turn(single_thought(rng, tool.name), [call])))
+    request = single_request(rng, tool)
+    answer = call_turn(single_thought(rng, request, tool.name), request.calls)
+    return Draft((tool,), ({"from": "human", "value": chatty(rng, request.text)}, answer))
 
 
 def draft_parallel(rng: random.Random, concepts: list[Concept]) -> Draft | None:
     tool = build_tool(rng, rng.choice(concepts))
-    count = rng.choice((2, 2, 3, 4))
-    drawn = parallel_request(rng, tool, count)
-    if drawn is None:
+    request = parallel_request(rng, tool, rng.choice((2, 2, 3, 4)))
+    if request is None:
         return None
-    text, calls = drawn
-    return Draft((tool,), ({"from": "human", "value": text}, call_turn(parallel_thought(rng, tool.name, count), calls)))
+    answer = call_turn(parallel_thought(rng, request, tool.name), request.calls)
+    return Draft((tool,), ({"from": "human", "value": chatty(rng, request.text)}, answer))
 
 
 def draft_parallel_mixed(rng: random.Random, concepts: list[Concept]) -> Draft | None:
+    """Two tools, each asked once or (the second) for two values: BFCL's parallel-multiple."""
     first, second = (build_tool(rng, concept) for concept in rng.sample(concepts, 2))
-    (text1, call1), (text2, call2) = single_request(rng, first), single_request(rng, second)
+    request1 = single_request(rng, first)
+    request2 = (parallel_request(rng, second, 2) if rng.random() < 0.35 else None) or single_request(rng, second)
     joiner = rng.choice(("Also, ", "And ", "Then ", ""))
-    text = text1 + " " + (joiner + _lower_first(text2) if joiner else text2)
-    thought = rng.choice(
-        (f"This needs {first.name} and {second.name}.", f"I'll call {first.name}, then {second.name}.")
-    )
-    return Draft((first, second), ({"from": "human", "value": text}, call_turn(thought, [call1, call2])))
+    text = request1.text + " " + (joiner + _lower_first(request2.text) if joiner else request2.text)
+    answer = call_turn(mixed_thought(rng, request1, request2), request1.calls + request2.calls)
+    return Draft((first, second), ({"from": "human", "value": chatty(rng, text)}, answer))
 
 
 def draft_irrelevant(rng: random.Random, concepts: list[Concept]) -> Draft | None:
     wanted = build_tool(rng, rng.choice(concepts))
-    text, _ = single_request(rng, wanted)
-    noun = wanted.concept.noun
+    request = single_request(rng, wanted)
+    noun, asked = request.noun, summary(request)
     thought = rng.choice(
-        (f"None of these tools gives {noun}; I'll answer in text.", f"No tool here handles {noun}, so no call.")
+        (
+            f"The user wants {asked}. The tools here ({OFFERED_NAMES}) do other things, so no call.",
+            f"Asked for {asked}; none of {OFFERED_NAMES} provides that.",
+            f"This needs {asked}, and {OFFERED_NAMES} cannot give it, so I answer in text.",
+        )
     )
     answer = rng.choice(
         (
             f"I can't help with {noun} using the tools I have here.",
             f"Sorry, none of the available tools handles {noun}.",
+            f"The tools available to me can't provide {noun}, so I can't do that here.",
         )
     )
-    turns = ({"from": "human", "value": text}, {"from": "gpt", "value": _think(thought) + answer})
+    turns = ({"from": "human", "value": chatty(rng, request.text)}, {"from": "gpt", "value": _think(thought) + answer})
     return Draft((), turns, avoid_domains=(wanted.concept.domain,))
 
 
 def draft_chat(rng: random.Random, concepts: list[Concept]) -> Draft | None:
     question, answer = rng.choice(CHAT)
-    thought = rng.choice(("No tool is needed for this.", "I can answer this myself, without a tool."))
+    thought = rng.choice(
+        (
+            "No tool is needed for this.",
+            "I can answer this myself, without a tool.",
+            "A general question; I'll answer it directly.",
+        )
+    )
     return Draft((), ({"from": "human", "value": question}, {"from": "gpt", "value": _think(thought) + answer}))
 
 
@@ -462,9 +615,31 @@ DRAFTS: dict[str, Callable[[random.Random, list[Concept]], Draft | None]] = {
     "chat": draft_chat,
 }
 
+SIBLING_ACTIONS = {
+    "create": "Create a new {obj} record.",
+    "delete": "Delete a saved {obj} record.",
+    "update": "Update the details of a saved {obj} record.",
+    "cancel": "Cancel a pending {obj} request.",
+    "schedule": "Schedule a {obj} job to run later.",
+    "archive": "Archive an old {obj} record.",
+}
+
+
+def sibling_tool(rng: random.Random, tool: BuiltTool) -> BuiltTool | None:
+    """A tool for the same object that does something else (it cannot serve the request)."""
+    concept = tool.concept
+    for _ in range(10):
+        verb = rng.choice([verb for verb in SIBLING_ACTIONS if verb != concept.verb])
+        description = SIBLING_ACTIONS[verb].format(obj=f"{concept.domain} {concept.obj.replace('_', ' ')}")
+        sibling = build_tool(rng, replace(concept, verb=verb, description=description))
+        if sibling.name != tool.name:
+            return sibling
+    return None
+
 
 def offer(rng: random.Random, draft: Draft, concepts: list[Concept]) -> list[Tool]:
-    """The used tools plus distractors (mostly of the same domain: similar tools), in random order."""
+    """The used tools plus distractors (mostly of the same domain: similar tools; sometimes a sibling that does
+    another thing with the same object), in random order."""
     count = rng.choices(list(TOOL_COUNT_WEIGHTS), weights=list(TOOL_COUNT_WEIGHTS.values()))[0]
     count = max(count, len(draft.used), 1)
     taken = {tool.concept for tool in draft.used}
@@ -472,6 +647,11 @@ def offer(rng: random.Random, draft: Draft, concepts: list[Concept]) -> list[Too
     allowed = [c for c in concepts if c not in taken and c.domain not in draft.avoid_domains]
     near = [c for c in allowed if c.domain in domains]
     tools = [tool.schema for tool in draft.used]
+    if draft.used and rng.random() < SIBLING_SHARE:
+        sibling = sibling_tool(rng, rng.choice(draft.used))
+        if sibling is not None:
+            tools.append(sibling.schema)
+            count = max(count, len(tools))
     while len(tools) < count:
         pool = near if near and rng.random() < 0.6 else allowed
         concept = rng.choice(pool)
@@ -482,19 +662,40 @@ def offer(rng: random.Random, draft: Draft, concepts: list[Concept]) -> list[Too
     return tools
 
 
+def with_offered_names(turns: tuple[Turn, ...], tools: list[Tool]) -> list[Turn]:
+    names = _join([tool.get("function", tool)["name"] for tool in tools])
+    return [{**turn, "value": turn["value"].replace(OFFERED_NAMES, names)} for turn in turns]
+
+
 def conversation_chars(row: Row) -> int:
     return len(json.dumps(row["tools"], ensure_ascii=False)) + sum(len(turn["value"]) for turn in row["conversations"])
 
 
-def _kind_schedule(rng: random.Random, size: int) -> list[str]:
-    """Exact kind counts (largest remainder rounding of the shares), in shuffled order."""
+def _kind_counts(size: int) -> dict[str, int]:
+    """Exact kind counts: largest remainder rounding of the shares."""
     exact = {kind: share * size for kind, share in KIND_SHARES.items()}
     counts = {kind: int(value) for kind, value in exact.items()}
     for kind in sorted(exact, key=lambda kind: counts[kind] - exact[kind])[: size - sum(counts.values())]:
         counts[kind] += 1
-    kinds = [kind for kind, count in counts.items() for _ in range(count)]
+    return counts
+
+
+def _kind_schedule(rng: random.Random, size: int) -> list[str]:
+    """The kinds of a training split, in shuffled order."""
+    kinds = [kind for kind, count in _kind_counts(size).items() for _ in range(count)]
     rng.shuffle(kinds)
     return kinds
+
+
+def stratified_kinds(size: int) -> list[str]:
+    """The kinds of the eval split in an order where every prefix holds them in about their shares: a run that
+    scores the first N eval conversations (data.max_eval_conversations) sees every kind, not a random few."""
+    counts, order = _kind_counts(size), []
+    for position in range(1, size + 1):
+        # The kind furthest behind its share of the first `position` rows (ties: the larger share first).
+        kind = max(counts, key=lambda k: (KIND_SHARES[k] * position - order.count(k), KIND_SHARES[k]))
+        order.append(kind)
+    return order
 
 
 def _new_row(rng: random.Random, kind: str, concepts: list[Concept], seen: set[str]) -> Row:
@@ -502,7 +703,8 @@ def _new_row(rng: random.Random, kind: str, concepts: list[Concept], seen: set[s
         draft = DRAFTS[kind](rng, concepts)
         if draft is None:
             continue
-        row = {"tools": offer(rng, draft, concepts), "conversations": list(draft.turns)}
+        tools = offer(rng, draft, concepts)
+        row = {"tools": tools, "conversations": with_offered_names(draft.turns, tools)}
         key = json.dumps(row, ensure_ascii=False)
         # `seen` spans both splits, so eval never repeats a training conversation.
         if conversation_chars(row) <= MAX_CHARS and key not in seen:
@@ -511,9 +713,9 @@ def _new_row(rng: random.Random, kind: str, concepts: list[Concept], seen: set[s
     raise RuntimeError(f"could not draw a new {kind} conversation")
 
 
-def _split(rng: random.Random, size: int, prefix: str, concepts: list[Concept], seen: set[str]) -> list[Row]:
+def _split(rng: random.Random, kinds: list[str], prefix: str, concepts: list[Concept], seen: set[str]) -> list[Row]:
     rows: list[Row] = []
-    for kind in _kind_schedule(rng, size):
+    for kind in kinds:
         rows.append({"id": f"{prefix}-{len(rows):04d}", **_new_row(rng, kind, concepts, seen)})
     return rows
 
@@ -531,9 +733,11 @@ def generate(seed: int = 0) -> tuple[list[Row], list[Row]]:
     """Build (train, eval) rows. The splits use separate random streams and never share a conversation."""
     train_concepts, eval_concepts = split_concepts()
     seen: set[str] = set()
-    train = _split(random.Random(f"fcloop-demo-train-{seed}"), TRAIN_SIZE, "demo-train", train_concepts, seen)
+    train_rng = random.Random(f"fcloop-demo-train-{seed}")
+    train = _split(train_rng, _kind_schedule(train_rng, TRAIN_SIZE), "demo-train", train_concepts, seen)
     # Eval draws its requests and its distractors from the held-out concepts only.
-    eval_rows = _split(random.Random(f"fcloop-demo-eval-{seed}"), EVAL_SIZE, "demo-eval", eval_concepts, seen)
+    eval_rng = random.Random(f"fcloop-demo-eval-{seed}")
+    eval_rows = _split(eval_rng, stratified_kinds(EVAL_SIZE), "demo-eval", eval_concepts, seen)
     return train, eval_rows
 
 

@@ -13,11 +13,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-CITIES = (
-    "Lyon", "Osaka", "Denver", "Porto", "Krakow", "Austin", "Nairobi", "Valencia", "Hamburg", "Quito",
-    "Perth", "Tallinn", "Bergen", "Calgary", "Lima", "Seville", "Kyoto", "Dublin", "Boise", "Accra",
-    "Zurich", "Hanoi", "Oslo", "Tucson", "Bologna", "Cork", "Graz", "Leeds", "Malmo", "Phoenix",
-)  # fmt: skip
+# Each city with its state (US cities only) and its country: a schema's description may ask for the bare city,
+# "City, ST" or "City, Country", and the call must follow it whatever form the user said the city in.
+PLACES = {
+    "Lyon": ("", "", "France"), "Osaka": ("", "", "Japan"), "Porto": ("", "", "Portugal"),
+    "Krakow": ("", "", "Poland"), "Nairobi": ("", "", "Kenya"), "Valencia": ("", "", "Spain"),
+    "Hamburg": ("", "", "Germany"), "Quito": ("", "", "Ecuador"), "Perth": ("", "", "Australia"),
+    "Tallinn": ("", "", "Estonia"), "Bergen": ("", "", "Norway"), "Calgary": ("", "", "Canada"),
+    "Lima": ("", "", "Peru"), "Seville": ("", "", "Spain"), "Kyoto": ("", "", "Japan"),
+    "Dublin": ("", "", "Ireland"), "Accra": ("", "", "Ghana"), "Zurich": ("", "", "Switzerland"),
+    "Hanoi": ("", "", "Vietnam"), "Oslo": ("", "", "Norway"), "Bologna": ("", "", "Italy"),
+    "Cork": ("", "", "Ireland"), "Graz": ("", "", "Austria"), "Leeds": ("", "", "United Kingdom"),
+    "Malmo": ("", "", "Sweden"), "Melbourne": ("", "", "Australia"), "Munich": ("", "", "Germany"),
+    "Denver": ("CO", "Colorado", "USA"), "Austin": ("TX", "Texas", "USA"), "Boise": ("ID", "Idaho", "USA"),
+    "Tucson": ("AZ", "Arizona", "USA"), "Phoenix": ("AZ", "Arizona", "USA"), "Seattle": ("WA", "Washington", "USA"),
+    "Chicago": ("IL", "Illinois", "USA"), "Boston": ("MA", "Massachusetts", "USA"), "Miami": ("FL", "Florida", "USA"),
+    "Atlanta": ("GA", "Georgia", "USA"), "Nashville": ("TN", "Tennessee", "USA"), "Portland": ("OR", "Oregon", "USA"),
+    "San Diego": ("CA", "California", "USA"), "Pittsburgh": ("PA", "Pennsylvania", "USA"),
+    "Minneapolis": ("MN", "Minnesota", "USA"), "Omaha": ("NE", "Nebraska", "USA"), "Raleigh": ("NC", "North Carolina", "USA"),
+    "Sacramento": ("CA", "California", "USA"), "Madison": ("WI", "Wisconsin", "USA"),
+}  # fmt: skip
+CITIES = tuple(PLACES)
+US_CITIES = tuple(city for city, (state, _, _) in PLACES.items() if state)
 COUNTRIES = (
     "Portugal", "Kenya", "Chile", "Norway", "Vietnam", "Peru", "Ghana", "Austria", "Ireland", "Canada",
     "Estonia", "Morocco", "Iceland", "Uruguay", "Nepal", "Finland", "Croatia", "Jordan",
@@ -78,7 +95,8 @@ MONTHS = (
 class Kind:
     """How a parameter's value is drawn, typed and said.
 
-    `form` is one of: text (a string from `pool`), integer, number (from `low`..`high`, `decimals` places),
+    `form` is one of: text (a string from `pool`), city (a city of `PLACES`, typed as the tool's description
+    asks: bare, "City, ST" or "City, Country"), integer, number (from `low`..`high`, `decimals` places),
     money (a number said with a currency sign), percent (said as "4.5%", typed as 4.5 or as the fraction 0.045
     as the schema's description says), date (said as "March 3, 2025", typed "2025-03-03"), enum (one of
     `pool`, said as itself), flag (a boolean said by a phrase), list (2-3 strings from `pool`), numbers (a list
@@ -124,11 +142,11 @@ PARAMS: dict[str, Param] = {
     param.key: param
     for param in (
         # places and people
-        P("city", ("city", "location", "city_name"), "The city, e.g. Lisbon", _text(*CITIES),
+        P("city", ("city", "location", "city_name"), "The city", Kind("city", pool=CITIES),
           ("in {v}", "for {v}", "around {v}")),
-        P("origin", ("origin", "from_city", "departure_city"), "City of departure", _text(*CITIES),
+        P("origin", ("origin", "from_city", "departure_city"), "The city of departure", Kind("city", pool=CITIES),
           ("from {v}", "leaving {v}")),
-        P("destination", ("destination", "to_city", "arrival_city"), "City of arrival", _text(*CITIES),
+        P("destination", ("destination", "to_city", "arrival_city"), "The city of arrival", Kind("city", pool=CITIES),
           ("to {v}", "arriving in {v}")),
         P("country", ("country", "country_name", "nation"), "Name of the country", _text(*COUNTRIES),
           ("in {v}", "for {v}")),
@@ -271,19 +289,19 @@ PARAMS: dict[str, Param] = {
         # enums
         P("units", ("units", "unit_system", "unit"), "Unit system", Kind("enum", pool=("metric", "imperial")),
           ("in {v} units",)),
-        P("sort", ("sort_by", "order_by", "sort"), "Field to sort results by", Kind("enum", pool=("price", "rating", "distance")),
+        P("sort", ("sort_by", "order_by", "sort"), "Field to sort results by", Kind("enum", pool=("price", "customer rating", "distance")),
           ("sorted by {v}", "ordered by {v}")),
         P("order", ("order", "sort_order", "direction"), "Sort direction", Kind("enum", pool=("ascending", "descending")),
           ("in {v} order",)),
-        P("cabin", ("cabin_class", "seat_class", "cabin"), "Cabin class", Kind("enum", pool=("economy", "premium", "business")),
-          ("in {v} class", "flying {v}")),
+        P("cabin", ("cabin_class", "seat_class", "cabin"), "Cabin class", Kind("enum", pool=("economy", "premium economy", "business class", "first class")),
+          ("in {v}", "flying {v}")),
         P("difficulty", ("difficulty", "level", "skill_level"), "Difficulty level", Kind("enum", pool=("easy", "medium", "hard")),
           ("at {v} difficulty", "on {v} level")),
         P("period", ("period", "interval", "frequency"), "Time period", Kind("enum", pool=("daily", "weekly", "monthly", "yearly")),
           ("on a {v} basis", "{v}")),
         P("priority", ("priority", "urgency", "importance"), "Priority", Kind("enum", pool=("low", "normal", "high")),
           ("with {v} priority", "marked {v} priority")),
-        P("mode", ("mode", "travel_mode", "transport"), "Way of travelling", Kind("enum", pool=("driving", "walking", "cycling", "transit")),
+        P("mode", ("mode", "travel_mode", "transport"), "Way of travelling", Kind("enum", pool=("driving", "walking", "cycling", "public transit")),
           ("by {v}", "when {v}")),
         P("gender", ("sex", "gender", "biological_sex"), "Sex used by the formula", Kind("enum", pool=("female", "male")),
           ("for a {v}",)),
@@ -491,7 +509,7 @@ CONCEPTS: tuple[Concept, ...] = (
       "title_event date time minutes? notify?", "create an event | schedule | put on my calendar", "a calendar event"),
     C("calendar", "list", "calendar_entries", "List calendar events between two dates.",
       "start_date end_date count?", "list my events | what is on my calendar | show my schedule", "a list of events"),
-    C("email", "send", "email", "Send an email.",
+    C("email", "send", "email_message", "Send an email.",
       "recipient subject_line message", "send an email | email | write an email", "an email"),
     C("messaging", "send", "text_message", "Send a text message to a contact.",
       "person message priority?", "send a text | message | text", "a text message"),
@@ -613,3 +631,20 @@ CHAT = (
     ("What language is spoken in Brazil?", "Portuguese is the official language of Brazil."),
     ("Suggest a name for a golden retriever puppy.", "How about Maple? It suits a golden coat."),
 )
+
+# What users say around a request that no tool needs: context, asides, politeness. Some hold numbers and
+# places that are not arguments, so the call must come from the request, not from every value in the message.
+CHATTER_BEFORE = (
+    "Hi!", "Hey there.", "Good morning!", "Quick question.", "I'm sorting out a few things today.",
+    "My sister and I are planning something for next month.", "This is for a work report due on Friday.",
+    "I've been meaning to ask this for two weeks.", "I'm on my phone, so sorry for typos.",
+    "Okay, so here is what I need.", "Hope you can help me out.", "I'm new to all of this.",
+    "My manager asked me this morning.", "I have 3 kids and zero free time, so:",
+    "We just got back from a long weekend.", "Hello again!", "So, random thing.",
+    "I tried doing this myself but gave up.", "For a school project:", "Before my meeting at 4,",
+)  # fmt: skip
+CHATTER_AFTER = (
+    "Thanks!", "Thanks a lot.", "No rush.", "Appreciate it!", "That would help a ton.",
+    "Cheers.", "It's kind of urgent.", "Let me know what you find.", "Much appreciated, really.",
+    "My friend recommended asking you.", "I need it for a spreadsheet later.", "Thank you so much!",
+)  # fmt: skip
