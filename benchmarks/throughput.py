@@ -51,7 +51,7 @@ from benchmarks.models import NEW_TOKENS, adamw, base_model, precision_resolved,
 from fcloop.config import Config, TrainConfig, load_config
 from fcloop.data.packing import Batch, best_fit_decreasing, collate, shifted_targets
 from fcloop.data.tokenization import IGNORE_INDEX, Encoded
-from fcloop.errors import run_cli
+from fcloop.errors import FcloopError, run_cli
 from fcloop.model.compile import compile_for_training
 from fcloop.model.flex_attention import attention_masks_for
 from fcloop.model.load import base_config, enable_activation_checkpointing, model_parts
@@ -671,10 +671,24 @@ def fill_defaults(args: argparse.Namespace, config: Config, device: torch.device
             setattr(args, key, value)
 
 
+def benchmark_device(name: str) -> torch.device:
+    """--device as a torch device, or an error that says which to use (never torch's own parse traceback)."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        hint = " (a GPU is cuda in torch)" if name.lower().startswith("gpu") else ""
+        raise FcloopError(
+            f"--device {name}: not a device torch knows{hint}; use --device cuda or --device cpu"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise FcloopError(f"--device {name}: torch sees no CUDA GPU on this machine; use --device cpu")
+    return device
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
-    device = torch.device(args.device)
+    device = benchmark_device(args.device)
     config = precision_resolved(load_config(args.config), device)
     fill_defaults(args, config, device)
     peak = matmul_peak(device, args.matmul_reps)

@@ -26,6 +26,7 @@ from fcloop.config import Config, ConfigError, load_config, split_overrides
 from fcloop.errors import run_cli
 from fcloop.evaluation.generation import write_predictions
 from fcloop.hardware import Hardware, choose_precision, detect_hardware, native_bf16
+from fcloop.outputs import refuse_overwrite, written_atomically
 
 PREDICTIONS_FILE = "predictions.jsonl"
 BFCL_PREDICTIONS_FILE = "bfcl_predictions.jsonl"
@@ -44,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="eval source(s) instead of data.eval (repeatable); bfcl:PATH[@N] or bfcl:CATEGORY[@N] for BFCL",
     )
     parser.add_argument("--out", type=Path, help="output folder (default: run.out_dir/eval)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace predictions and metrics files already in the output folder"
+    )
     parser.add_argument("--score", type=Path, metavar="PRED.jsonl", help="only score this predictions file")
     return parser
 
@@ -66,6 +70,14 @@ def has_tokenizer(folder: Path) -> bool:
     return any((folder / name).exists() for name in TOKENIZER_FILES)
 
 
+def require_adapter(adapter: Path) -> None:
+    if not (adapter / "adapter_config.json").exists():
+        raise ConfigError(
+            f"--adapter {adapter}: no adapter_config.json there; expected a final/ or step_NNNNNN/ folder "
+            "written by fcloop.train"
+        )
+
+
 def load_inference_model(config: Config, adapter: Path | None, dtype: torch.dtype, device: torch.device):
     """(model, tokenizer): the base model built exactly as training builds it (same tokens added, same new
     rows), with the PEFT adapter from `adapter` on top when given. The tokenizer is the adapter folder's
@@ -76,11 +88,7 @@ def load_inference_model(config: Config, adapter: Path | None, dtype: torch.dtyp
     from fcloop.training.checkpoint import verify_folder
 
     if adapter is not None:
-        if not (adapter / "adapter_config.json").exists():
-            raise ConfigError(
-                f"--adapter {adapter}: no adapter_config.json there; expected a final/ or step_NNNNNN/ folder "
-                "written by fcloop.train"
-            )
+        require_adapter(adapter)
         verify_folder(adapter)  # never load a damaged adapter (a bad copy, a failing disk)
     tokenizer = load_tokenizer(config.model)
     # The new-token ids are needed even when the adapter brings its tokenizer: training initialized those rows
@@ -108,8 +116,8 @@ def load_inference_model(config: Config, adapter: Path | None, dtype: torch.dtyp
 
 
 def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    with written_atomically(path) as partial:
+        partial.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
 
 
 def print_metrics(metrics: dict[str, Any]) -> None:
@@ -196,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.score is not None:
         if args.out is None:
             parser.error("--score needs --out DIR")
+        refuse_overwrite(args.out, args.overwrite, names=[METRICS_FILE])
         try:
             metrics = score_only(args.score, args.out)
         except (OSError, ValueError) as error:  # a missing file, or a bad line (named with its number)
@@ -207,9 +216,14 @@ def main(argv: list[str] | None = None) -> int:
         try:
             config = load_config(args.config, overrides)
         except ConfigError as error:
-            print(error, file=sys.stderr)
+            print(f"error: {error}", file=sys.stderr)  # the prefix of every command's expected failures
             return 2
         out = args.out if args.out is not None else Path(config.run.out_dir) / "eval"
+        # Checked before the model loads: the files this command writes, never in the adapter's folder.
+        if args.adapter is not None:
+            require_adapter(args.adapter)  # a wrong --adapter is named as such, before the output is checked
+        reads = [args.adapter] if args.adapter is not None else []
+        refuse_overwrite(out, args.overwrite, reads, names=[PREDICTIONS_FILE, BFCL_PREDICTIONS_FILE, METRICS_FILE])
         metrics = evaluate(config, args.adapter, args.data, out)
         print(f"wrote {out / METRICS_FILE}")
     print_metrics(metrics)

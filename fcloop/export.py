@@ -1,8 +1,9 @@
-"""`python -m fcloop.export ADAPTER_DIR --merge OUT [--dtype float32|bfloat16]`
+"""`python -m fcloop.export ADAPTER_DIR --merge OUT [--dtype float32|bfloat16] [--overwrite]`
 
 Merges a trained adapter (a final/ folder: PEFT adapter, tokenizer, config.toml) into its base model and
 writes OUT: safetensors weights, config and the tokenizer with its chat template, loadable by plain
-transformers without peft. The merged model computes the same logits as the adapter model.
+transformers without peft. The merged model computes the same logits as the adapter model. OUT must be new or
+empty (`--overwrite` replaces it) and never the adapter's folder; it is written as OUT.partial and renamed.
 
 Why not only `merge_and_unload`: Gemma ties lm_head to the input embedding. A LoRA on lm_head merged into
 the shared weight would also change the input embeddings, and peft leaves the tied trainable-token wrapper
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 from fcloop.errors import run_cli
+from fcloop.outputs import refuse_overwrite, written_atomically
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -33,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dtype", choices=sorted(DTYPES), default="float32", help="dtype of the saved weights (merged in fp32)"
     )
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists and is not empty")
     return parser
 
 
@@ -110,17 +113,23 @@ def export_merged(adapter: Path, out: Path, dtype: torch.dtype = torch.float32) 
     model, tokenizer = load_inference_model(config, adapter, torch.float32, torch.device("cpu"))
     merged = merge_adapter(model).to(dtype)
     prepare_for_inference(merged, tokenizer)
-    out.mkdir(parents=True, exist_ok=True)
-    merged.save_pretrained(out)  # safetensors: the default, and the only format of transformers >= 5
-    tokenizer.save_pretrained(out)
+    with written_atomically(out) as partial:
+        merged.save_pretrained(partial)  # safetensors: the default, and the only format of transformers >= 5
+        tokenizer.save_pretrained(partial)
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    if not (args.adapter / "config.toml").exists():
-        print(f"{args.adapter}: no config.toml; expected a final/ folder written by fcloop.train", file=sys.stderr)
+    missing = [name for name in ("adapter_config.json", "config.toml") if not (args.adapter / name).exists()]
+    if missing:
+        print(
+            f"error: {args.adapter}: no {' or '.join(missing)}; expected a final/ folder written by fcloop.train "
+            f"(python -m fcloop.export RUN/final --merge OUT)",
+            file=sys.stderr,
+        )
         return 2
+    refuse_overwrite(args.merge, args.overwrite, reads=[args.adapter])  # before the minutes of loading and merging
     out = export_merged(args.adapter, args.merge, DTYPES[args.dtype])
     print(f"wrote the merged model to {out}")
     return 0

@@ -3,7 +3,8 @@
 Reads the data exactly as training does and prints what came of it: rows read, kept, skipped and dropped by
 reason, tokens, supervised tokens, packing efficiency, and a few rendered examples with the supervised
 tokens highlighted. `--dump` writes one JSON object per kept conversation in source order,
-{"index", "input_ids", "labels"} before packing, and saves the tokenizer beside it as FILE.tokenizer/.
+{"index", "input_ids", "labels"} before packing, and saves the tokenizer beside it as FILE.tokenizer/; an
+existing dump is refused unless `--overwrite`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from fcloop.config import ConfigError, load_config, split_overrides
 from fcloop.data.tokenization import IGNORE_INDEX, Encoded
 from fcloop.errors import run_cli
+from fcloop.outputs import refuse_overwrite, written_atomically
 
 SUPERVISED_START, SUPERVISED_END = "\x1b[1;32m", "\x1b[0m"  # bold green on a terminal
 
@@ -36,8 +38,8 @@ def highlight(example: Encoded, tokenizer, color: bool) -> str:
 
 
 def write_dump(path: Path, examples: list[Encoded], tokenizer) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as file:
+    # Each written under a temporary name and renamed: an interrupted dump leaves the old one or none.
+    with written_atomically(path) as partial, partial.open("w") as file:
         for example in sorted(examples, key=lambda e: (e.source, e.index)):
             record = {
                 "index": example.index,
@@ -45,7 +47,12 @@ def write_dump(path: Path, examples: list[Encoded], tokenizer) -> None:
                 "labels": list(example.labels),
             }
             file.write(json.dumps(record) + "\n")
-    tokenizer.save_pretrained(path.with_name(path.name + ".tokenizer"))
+    with written_atomically(tokenizer_folder(path)) as partial:
+        tokenizer.save_pretrained(partial)
+
+
+def tokenizer_folder(dump: Path) -> Path:
+    return dump.with_name(dump.name + ".tokenizer")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("config", help="TOML config file; any key can be overridden with --section.key=value")
     parser.add_argument("--dump", type=Path, help="write the encoded training conversations here (JSON lines)")
     parser.add_argument("--show", type=int, default=2, help="rendered examples to print (default 2)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing dump and its tokenizer folder")
     return parser
 
 
@@ -62,8 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config, overrides)
     except ConfigError as error:
-        print(error, file=sys.stderr)
+        print(f"error: {error}", file=sys.stderr)  # the prefix of every command's expected failures
         return 2
+
+    if args.dump:  # before the data is read: a dump must not replace what it did not write
+        refuse_overwrite(args.dump, args.overwrite)
+        refuse_overwrite(tokenizer_folder(args.dump), args.overwrite)
 
     from fcloop.data.load import load_datasets
     from fcloop.data.packing import packing_efficiency, plan_rows

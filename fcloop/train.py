@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config, overrides)
     except ConfigError as error:
-        print(error, file=sys.stderr)
+        print(f"error: {error}", file=sys.stderr)  # the prefix of every command's expected failures
         return 2
     from fcloop.training.loop import train  # heavy imports only after the config is known to be valid
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import gzip
+import json
 import os
 import subprocess
 import sys
@@ -100,6 +102,10 @@ def test_nothing_left_to_train_on(tiny_data, tmp_path, capsys):
     # tiny.toml holds out a quarter of the 4 rows for eval; the other 3 are all longer than 16 tokens.
     assert err.startswith("error: no training example is left after reading the data:\n  rows read: 3\n  kept: 0\n")
     assert "\n  dropped, too long: 3\n" in err
+    assert err.endswith(
+        "\n3 conversations are longer than data.max_seq_len = 16 tokens and dropped: raise data.max_seq_len to keep "
+        f'them, or set data.on_too_long = "truncate" to keep their turns that fit\n{DEBUG_HINT}\n'
+    )
     assert err.endswith(f"\n{DEBUG_HINT}\n") and "Traceback" not in err
 
 
@@ -273,3 +279,70 @@ def test_a_normal_tiny_run_gives_no_peft_or_transformers_warning(tiny_data, tmp_
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Warning" not in result.stderr, result.stderr[-3000:]
     assert (tmp_path / "run" / "ev" / "metrics.json").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The throughput benchmark's --device
+
+
+def test_throughput_with_a_device_torch_does_not_know(capsys):
+    from benchmarks import throughput
+
+    code, err = run_in_process(throughput.main, ["--config", TINY, "--device", "gpu"], capsys)
+    assert (code, err) == (
+        1,
+        f"error: --device gpu: not a device torch knows (a GPU is cuda in torch); use --device cuda or --device cpu\n"
+        f"{DEBUG_HINT}\n",
+    )
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_throughput_on_cuda_without_a_gpu(capsys):
+    from benchmarks import throughput
+
+    code, err = run_in_process(throughput.main, ["--config", TINY, "--device", "cuda"], capsys)
+    assert (code, err) == (
+        1,
+        f"error: --device cuda: torch sees no CUDA GPU on this machine; use --device cpu\n{DEBUG_HINT}\n",
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Data files of the wrong kind: what the file is and what fcloop reads
+
+EXPECTED_FILES = "fcloop reads JSON lines (UTF-8, one JSON object per line), a .json file holding a list, or .parquet"
+JSON_LINES = (json.dumps(GOOD_ROW) + "\n") * 2
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "what"),
+    [
+        (
+            "array.jsonl",
+            json.dumps([GOOD_ROW, GOOD_ROW]).encode(),
+            f"one JSON array, not JSON lines; {EXPECTED_FILES}: name the file .json to read it as a list",
+        ),
+        (
+            "utf16.jsonl",
+            JSON_LINES.encode("utf-16"),
+            f"UTF-16 text; {EXPECTED_FILES}: convert it to UTF-8 (iconv -f UTF-16 -t UTF-8)",
+        ),
+        (
+            "rows.csv",
+            b"query,tool_call\nhi,none\n",
+            f"comma-separated values (CSV), not JSON; {EXPECTED_FILES}: write each row as a JSON object",
+        ),
+        (
+            "rows.jsonl.gz",
+            gzip.compress(JSON_LINES.encode()),
+            f"a gzip-compressed file; {EXPECTED_FILES}: decompress it (gunzip) and name the result",
+        ),
+    ],
+)
+def test_a_data_file_of_the_wrong_kind_says_what_it_is(tmp_path, capsys, name, content, what):
+    path = tmp_path / name
+    path.write_bytes(content)
+    for on_bad_row in ("error", "skip"):
+        argv = [TINY, f"--data.train={path}", f"--data.on_bad_row={on_bad_row}", f"--run.out_dir={tmp_path / 'run'}"]
+        code, err = run_in_process(train_main, argv, capsys)
+        assert (code, err) == (1, f"error: {path}: {what}\n{DEBUG_HINT}\n")

@@ -11,6 +11,7 @@ from bfcl_data import write_bfcl_folder
 from tiny_data import write_tiny_data
 
 from fcloop.config import load_config
+from fcloop.errors import run_cli
 from fcloop.eval import inference_dtype
 from fcloop.eval import main as eval_main
 from fcloop.hardware import Hardware
@@ -278,3 +279,51 @@ def test_eval_cli_names_a_missing_bfcl_file_before_loading_the_model(trained_run
     ]
     with pytest.raises(SourceError, match="file not found"):
         eval_main(argv)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Eval never overwrites what it did not write, and never writes into the adapter it reads
+
+DEBUG_HINT = "(FCLOOP_DEBUG=1 shows the traceback)"
+
+
+def test_eval_refuses_an_out_folder_holding_its_files_unless_told(trained_run, tmp_path, capsys):
+    out = tmp_path / "eval"
+    out.mkdir()
+    (out / "predictions.jsonl").write_text("mine\n")
+    (out / "notes.txt").write_text("kept\n")
+    argv = [str(trained_run / "config.toml"), "--adapter", str(trained_run / "final"), "--out", str(out)]
+    argv += ["--eval.max_cases=1", "--eval.max_new_tokens=2"]
+    assert run_cli(eval_main, argv) == 2
+    assert capsys.readouterr().err == (
+        f"error: {out} is not empty (predictions.jsonl); choose a new output path, or pass --overwrite to replace "
+        f"those files\n{DEBUG_HINT}\n"
+    )
+    assert (out / "predictions.jsonl").read_text() == "mine\n"
+    assert run_cli(eval_main, [*argv, "--overwrite"]) == 0
+    assert len(read_jsonl(out / "predictions.jsonl")) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "notes.txt", "predictions.jsonl"]
+
+
+def test_eval_never_writes_into_the_adapter_folder(trained_run, capsys):
+    final = trained_run / "final"
+    before = sorted(p.name for p in final.iterdir())
+    argv = [str(trained_run / "config.toml"), "--adapter", str(final), "--out", str(final), "--overwrite"]
+    assert run_cli(eval_main, argv) == 2
+    assert capsys.readouterr().err == (
+        f"error: {final}: the output would be written into {final}, which this command reads from; choose another "
+        f"output path\n{DEBUG_HINT}\n"
+    )
+    assert sorted(p.name for p in final.iterdir()) == before
+
+
+def test_score_refuses_to_replace_metrics(tmp_path, capsys):
+    predictions = tmp_path / "predictions.jsonl"
+    predictions.write_text("")
+    (tmp_path / "metrics.json").write_text("{}\n")
+    assert run_cli(eval_main, ["--score", str(predictions), "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {tmp_path} is not empty (metrics.json); choose a new output path, or pass --overwrite to replace "
+        f"those files\n{DEBUG_HINT}\n"
+    )
+    assert (tmp_path / "metrics.json").read_text() == "{}\n"

@@ -13,6 +13,7 @@ from fcloop.config import load_config
 from fcloop.data.gemma_format import SPECIAL_TOKENS, render, to_chat_messages
 from fcloop.data.readers import read_row
 from fcloop.data.tokenization import prepare_tokenizer
+from fcloop.errors import run_cli
 from fcloop.export import main as export_main
 from fcloop.model.load import load_model, load_tokenizer
 from fcloop.model.lora import add_token_rows, apply_lora
@@ -144,3 +145,68 @@ def test_merged_tokenizer_chat_template_renders_like_fcloop(adapter_run, merged_
             to_chat_messages(chat), tokenize=False, add_generation_prompt=generation_prompt
         )
         assert text == render(chat, config.data.think_instruction, generation_prompt).text
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Export never overwrites what it did not write, and never writes into the adapter it reads
+
+DEBUG_HINT = "(FCLOOP_DEBUG=1 shows the traceback)"
+
+
+def contents(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_export_refuses_a_folder_holding_other_files(adapter_run, tmp_path, capsys):
+    final, _, _ = adapter_run
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "config.json").write_text('{"mine": true}\n')
+    assert run_cli(export_main, [str(final), "--merge", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {out} is not empty (config.json); choose a new output path, or pass --overwrite to replace it\n"
+        f"{DEBUG_HINT}\n"
+    )
+    assert contents(out) == {"config.json": b'{"mine": true}\n'}
+
+
+def test_export_with_overwrite_replaces_the_folder_whole(adapter_run, merged_folder, tmp_path):
+    final, _, _ = adapter_run
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "config.json").write_text('{"mine": true}\n')
+    (out / "notes.txt").write_text("old\n")
+    assert run_cli(export_main, [str(final), "--merge", str(out), "--overwrite"]) == 0
+    assert sorted(contents(out)) == sorted(contents(merged_folder))  # the export alone: nothing old is left
+    assert not (tmp_path / "model.partial").exists()
+
+
+@pytest.mark.parametrize("where", ["the adapter itself", "inside the adapter", "the run folder above it"])
+def test_export_never_writes_into_the_adapter_it_reads(adapter_run, capsys, where):
+    final, _, _ = adapter_run
+    out = {
+        "the adapter itself": final,
+        "inside the adapter": final / "merged",
+        "the run folder above it": final.parent,
+    }[where]
+    before = contents(final)
+    for extra in ([], ["--overwrite"]):
+        assert run_cli(export_main, [str(final), "--merge", str(out), *extra]) == 2
+        assert capsys.readouterr().err == (
+            f"error: {out}: the output would be written into {final}, which this command reads from; choose another "
+            f"output path\n{DEBUG_HINT}\n"
+        )
+    assert contents(final) == before
+    assert not (final / "merged").exists()
+
+
+def test_export_of_a_run_folder_names_the_positional_argument(tmp_path, capsys):
+    run = tmp_path / "run"  # a run folder: its config.toml, no adapter (that is in run/final)
+    run.mkdir()
+    (run / "config.toml").write_text("")
+    assert run_cli(export_main, [str(run), "--merge", str(tmp_path / "model")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {run}: no adapter_config.json; expected a final/ folder written by fcloop.train "
+        "(python -m fcloop.export RUN/final --merge OUT)\n"
+    )
+    assert not (tmp_path / "model").exists()

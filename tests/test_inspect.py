@@ -18,6 +18,7 @@ from fcloop.data.gemma_format import END_OF_TURN, assistant_text, render
 from fcloop.data.packing import best_fit_decreasing
 from fcloop.data.readers import iter_rows, read_row
 from fcloop.data.tokenization import encode
+from fcloop.errors import run_cli
 from fcloop.inspect import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,10 +133,31 @@ def test_dump_and_its_tokenizer(capsys, tmp_path, tiny_tok, data_files):
         assert reloaded(text, add_special_tokens=False)["input_ids"] == record["input_ids"]
 
 
+def test_dump_never_replaces_an_existing_file_unless_told(capsys, tmp_path, data_files):
+    train, _ = data_files
+    dump = tmp_path / "dump.jsonl"
+    dump.write_text("mine\n")
+    overrides = [f"--data.train={train}", "--data.on_bad_row=skip", "--data.eval_fraction=0", "--data.max_seq_len=64"]
+    code = run_cli(main, [TINY, *overrides, "--show", "0", "--dump", str(dump)])
+    assert code == 2
+    assert capsys.readouterr().err == (
+        f"error: {dump} already exists; choose a new output path, or pass --overwrite to replace it\n"
+        "(FCLOOP_DEBUG=1 shows the traceback)\n"
+    )
+    assert dump.read_text() == "mine\n" and not (tmp_path / "dump.jsonl.tokenizer").exists()
+    assert run_cli(main, [TINY, *overrides, "--show", "0", "--dump", str(dump), "--overwrite"]) == 0
+    assert len(dump.read_text().splitlines()) == 6
+    dumped = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("dump"))
+    assert dumped == ["dump.jsonl", "dump.jsonl.tokenizer"]  # no .partial left
+
+
 def test_config_error_exits_with_2(capsys):
     code, out, err = run_main(capsys, "--train.lr=fast")
     assert (code, out) == (2, "")
-    assert err == f"invalid configuration:\n  {TINY} (with overrides): key 'train.lr': expected float, got str 'fast'\n"
+    assert (
+        err
+        == f"error: invalid configuration:\n  {TINY} (with overrides): key 'train.lr': expected float, got str 'fast'\n"
+    )
 
 
 def test_demo_config_shows_correct_masks(request):

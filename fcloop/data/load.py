@@ -56,6 +56,18 @@ class DataStats:
         return {**dataclasses.asdict(self), "skipped": dict(self.skipped)}
 
 
+def too_long_hint(stats: DataStats, max_seq_len: int) -> str | None:
+    """What to do about conversations dropped as longer than data.max_seq_len; None when there were none."""
+    if not stats.dropped_too_long:
+        return None
+    count = stats.dropped_too_long
+    return (
+        f"{count} conversation{'s are' if count > 1 else ' is'} longer than data.max_seq_len = {max_seq_len} tokens "
+        'and dropped: raise data.max_seq_len to keep them, or set data.on_too_long = "truncate" to keep their '
+        "turns that fit"
+    )
+
+
 def _handle_bad_row(error: BadRow, on_bad_row: str, stats: DataStats) -> None:
     if on_bad_row == "error":
         raise error
@@ -171,7 +183,10 @@ def load_datasets(config: DataConfig, tokenizer, seed: int) -> Datasets:
     eval_examples, kept_eval_conversations = _finish_eval(eval_conversations, tokenizer, config, eval_stats)
     if not train:
         lines = "\n  ".join(train_stats.lines())
-        raise NothingToTrain(f"no training example is left after reading the data:\n  {lines}")
+        hint = too_long_hint(train_stats, config.max_seq_len)
+        raise NothingToTrain(
+            f"no training example is left after reading the data:\n  {lines}" + (f"\n{hint}" if hint else "")
+        )
     bfcl_cases = load_sources(bfcl_sources)
     return Datasets(train, eval_examples, train_stats, eval_stats, kept_eval_conversations, bfcl_cases)
 

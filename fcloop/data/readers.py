@@ -75,6 +75,40 @@ def iter_rows(source: str) -> Iterator[tuple[int, Any]]:
         yield from _iter_hub_rows(source)
 
 
+EXPECTED_FILES = "fcloop reads JSON lines (UTF-8, one JSON object per line), a .json file holding a list, or .parquet"
+
+
+def looks_utf16(data: bytes) -> bool:
+    """A byte-order mark, or ASCII text stored as UTF-16 (every other byte of the first characters zero)."""
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return True
+    head = data[:16]
+    return len(head) >= 8 and (set(head[1::2]) == {0} or set(head[0::2]) == {0})
+
+
+def wrong_kind_of_file(data: bytes, suffix: str) -> str | None:
+    """What a data file is when it is not what fcloop reads, and what to do; None when it may be. Said for the
+    whole file, since each of its lines would otherwise fail alone, as "no row could be decoded"."""
+    if data[:2] == b"\x1f\x8b":
+        return f"a gzip-compressed file; {EXPECTED_FILES}: decompress it (gunzip) and name the result"
+    if looks_utf16(data):
+        return f"UTF-16 text; {EXPECTED_FILES}: convert it to UTF-8 (iconv -f UTF-16 -t UTF-8)"
+    first_line = data.lstrip().split(b"\n", 1)[0].strip()
+    if suffix != ".json" and first_line[:1] == b"[":
+        try:
+            whole = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            whole = None
+        if isinstance(whole, list):
+            return f"one JSON array, not JSON lines; {EXPECTED_FILES}: name the file .json to read it as a list"
+    if first_line[:1] not in (b"{", b"[") and b"," in first_line and suffix != ".json":
+        try:
+            json.loads(first_line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            return f"comma-separated values (CSV), not JSON; {EXPECTED_FILES}: write each row as a JSON object"
+    return None
+
+
 def _iter_local_rows(path: Path) -> Iterator[tuple[int, Any]]:
     if not path.exists():
         raise SourceError(f"{path}: file not found")
@@ -95,6 +129,8 @@ def _iter_local_rows(path: Path) -> Iterator[tuple[int, Any]]:
         raise SourceError(f"{path}: cannot read the file: {exc.strerror}") from None
     if not data.strip():
         raise SourceError(f"{path}: the file is empty")
+    if problem := wrong_kind_of_file(data, path.suffix):
+        raise SourceError(f"{path}: {problem}")
     if path.suffix == ".json":
         try:
             whole = json.loads(data.decode("utf-8"))

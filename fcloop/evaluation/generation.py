@@ -24,6 +24,7 @@ from fcloop.data.gemma_format import END_OF_TURN, assistant_text, render
 from fcloop.evaluation.scoring import aggregate, cut_at_stop_marker, score_case
 from fcloop.model.load import base_config
 from fcloop.model.lora import token_rows_merged
+from fcloop.outputs import written_atomically
 
 TOOLS_OPEN, TOOLS_CLOSE = "<tools>", "</tools>"
 EOS = "<eos>"
@@ -285,8 +286,7 @@ def prediction_record(case: EvalCase, generated: str) -> dict[str, Any]:
 
 
 def write_predictions(path: Path, records: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as file:
+    with written_atomically(path) as partial, partial.open("w", encoding="utf-8") as file:  # whole, or not at all
         for record in records:
             file.write(json.dumps(record, ensure_ascii=False) + "\n")
 

@@ -11,9 +11,12 @@ that checkpoint for the newest intact one, and never loads a damaged file.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
+import pickle
 import re
 import shutil
 from collections.abc import Callable
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 
 from fcloop.errors import FcloopError
 from fcloop.model.lora import save_adapter
@@ -31,7 +35,10 @@ STEP_FOLDER = re.compile(r"^step_(\d{6,})$")
 TRAIN_STATE_FILE = "train_state.pt"
 FINGERPRINT_FILE = "fingerprint.json"
 MANIFEST_FILE = "manifest.json"
-START_OVER = 'start a new run instead: a new run.out_dir, or checkpoint.resume = "never" to start over in this one'
+FULL_DISK_BYTES = 1 << 20  # less free space than this after a failed write: the disk is full
+START_OVER = (
+    'start a new run instead: a new run.out_dir, or checkpoint.resume = "restart" to delete this run and start over'
+)
 
 
 class CheckpointWriteError(FcloopError, OSError):
@@ -44,6 +51,10 @@ class CheckpointDamaged(FcloopError, RuntimeError):
 
 class CheckpointNotFound(FcloopError, FileNotFoundError):
     """checkpoint.resume names a folder that holds no checkpoint."""
+
+
+class CheckpointNotLoadable(FcloopError, RuntimeError):
+    """A train state that torch.load(weights_only=True) refuses: not a file fcloop wrote."""
 
 
 class ResumeRefused(FcloopError, RuntimeError):
@@ -152,6 +163,19 @@ def _fsync_tree(folder: Path) -> None:
                 os.fsync(file.fileno())
 
 
+def write_failure(error: BaseException, folder: Path) -> str:
+    """Why a write into `folder` failed, in words, when the writer's own message may hide it: safetensors wraps
+    "No space left on device" in its own error type, and torch.save says only "basic_ios::clear: iostream
+    error" or "unexpected pos" (its C++ stream could not write). Asked of the disk itself, before the partial
+    files are removed: almost no space left means the disk is full."""
+    if getattr(error, "errno", None) == errno.ENOSPC or "No space left on device" in str(error):
+        return ": the disk is full"
+    with contextlib.suppress(OSError):
+        if shutil.disk_usage(folder).free < FULL_DISK_BYTES:
+            return ": the disk is full"
+    return ""
+
+
 def save_checkpoint(
     out_dir: str | Path,
     model,
@@ -180,11 +204,15 @@ def save_checkpoint(
             (partial / FINGERPRINT_FILE).write_text(json.dumps(fingerprint, indent=1) + "\n", encoding="utf-8")
         write_manifest(partial)
         _fsync_tree(partial)
-    except (OSError, RuntimeError) as error:  # a full disk surfaces as either, depending on the writer
+    except (OSError, RuntimeError, SafetensorError) as error:  # a full disk surfaces as any, by writer
+        reason = write_failure(error, partial.parent)
         shutil.rmtree(partial, ignore_errors=True)
         previous = list_checkpoints(out_dir)
         kept = f"the previous checkpoint {previous[-1]} is intact" if previous else "no earlier checkpoint exists"
-        raise CheckpointWriteError(f"could not write the checkpoint for step {state.step} ({error}); {kept}") from error
+        raise CheckpointWriteError(
+            f"could not write the checkpoint for step {state.step}{reason} ({error}); {kept}; "
+            'free some space, then resume with checkpoint.resume = "auto"'
+        ) from error
     if final.exists():
         shutil.rmtree(final)
     partial.rename(final)
@@ -196,7 +224,7 @@ def save_checkpoint(
 def find_resume_checkpoint(out_dir: str | Path, resume: str, report: Callable[[str], None] = print) -> Path | None:
     """The checkpoint to resume from, verified against its manifest: with "auto" the newest intact one (each
     damaged newer one is reported and skipped), with a path that one. Never a damaged one."""
-    if resume == "never":
+    if resume in ("never", "restart"):  # a new run (fcloop.training.run_folder keeps it from mixing with an old one)
         return None
     if resume != "auto":
         path = Path(resume)
@@ -248,7 +276,15 @@ def load_train_state(folder: Path, optimizer: torch.optim.Optimizer, rank: int =
     """Restore the optimizer state (its whole tensors split like each sharded parameter, if any) and this
     rank's RNG states; return the run state to continue from. Resuming needs the world size the checkpoint
     was written with."""
-    saved = torch.load(folder / TRAIN_STATE_FILE, weights_only=True, map_location="cpu")
+    try:
+        saved = torch.load(folder / TRAIN_STATE_FILE, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError:
+        # torch's own message suggests weights_only=False: never for a file of unknown origin (it runs code).
+        raise CheckpointNotLoadable(
+            f"{folder / TRAIN_STATE_FILE} is not a checkpoint fcloop wrote: it holds objects other than tensors and "
+            "plain values, so it was not loaded (and must not be loaded with weights_only=False, which would run "
+            "code from the file); resume from a checkpoint fcloop wrote, or start a new run"
+        ) from None
     if len(saved["rng"]) != world_size:
         raise ResumeRefused(
             f"{folder} was written by {len(saved['rng'])} process(es); resume it with the same number, not {world_size}"

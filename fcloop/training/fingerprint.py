@@ -123,3 +123,9 @@ def resume_report(folder: Path, fingerprint: dict[str, Any]) -> list[str]:
         for key, value in fingerprint["settings"].items()
         if key not in NOT_REPORTED and key not in new_fixed and old_settings.get(key) != value
     ]
+
+
+def saved_settings(folder: Path) -> dict[str, Any] | None:
+    """The settings the checkpoint in `folder` was written with, or None for an older fcloop's checkpoint."""
+    path = folder / FINGERPRINT_FILE
+    return json.loads(path.read_text(encoding="utf-8"))["settings"] if path.exists() else None

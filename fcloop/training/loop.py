@@ -8,8 +8,10 @@ count), clip, step, log, evaluate, checkpoint -> save the final adapter.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import math
+import shutil
 import signal
 import threading
 import time
@@ -22,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from fcloop.config import Config, TrainConfig, save_config
-from fcloop.data.load import Datasets, load_datasets
+from fcloop.data.load import Datasets, load_datasets, too_long_hint
 from fcloop.data.packing import Batch, collate, packing_efficiency, plan_rows, supervised_targets
 from fcloop.data.tokenization import Encoded, existing_token_ids, prepare_tokenizer
 from fcloop.evaluation.bfcl import describe, evaluate_bfcl, prompt_limit, warnings_for
@@ -76,8 +78,9 @@ from fcloop.training.distributed import (
     sum_gradients,
     sum_scalars,
 )
-from fcloop.training.fingerprint import resume_report, run_fingerprint
+from fcloop.training.fingerprint import resume_report, run_fingerprint, saved_settings
 from fcloop.training.metrics import MetricsLogger, NullLogger, read_metrics, write_run_file
+from fcloop.training.run_folder import prepare_new_run, run_folder_lock
 from fcloop.training.summary import before_after_table
 
 
@@ -93,6 +96,27 @@ def learning_rate(step: int, config: TrainConfig, total_steps: int) -> float:
     else:  # linear
         factor = 1.0 - progress
     return config.lr * (config.min_lr_ratio + (1.0 - config.min_lr_ratio) * factor)
+
+
+SCHEDULE_KEYS = ("lr", "warmup_steps", "schedule", "min_lr_ratio", "max_steps", "epochs")
+
+
+def schedule_change_note(
+    saved: dict[str, Any], config: TrainConfig, steps_per_epoch: int, step: int, total_steps: int
+) -> str | None:
+    """On resume at `step` (0-based), the lr the checkpoint's schedule would give next beside the one this
+    config gives, when they differ: a longer train.max_steps moves the cosine back up, which a changed-key line
+    alone does not show."""
+    old_values = {key: saved[f"train.{key}"] for key in SCHEDULE_KEYS if f"train.{key}" in saved}
+    old = dataclasses.replace(config, **old_values)
+    old_total = old.max_steps or old.epochs * steps_per_epoch
+    old_lr, new_lr = learning_rate(step, old, old_total), learning_rate(step, config, total_steps)
+    if math.isclose(old_lr, new_lr, rel_tol=1e-9):
+        return None
+    return (
+        f"lr on resume: step {step + 1} of {total_steps} gets lr {new_lr:.3g}; the checkpoint's schedule "
+        f"({old_total} steps) would give {old_lr:.3g}"
+    )
 
 
 def autocast(device: torch.device, precision: str):
@@ -382,9 +406,17 @@ def save_step_checkpoint(
 def train(config: Config, stop_after_steps: int | None = None) -> RunState:
     """Train per `config`; `stop_after_steps` ends the process early (as an interruption would) for tests."""
     world = init_world(config.train.data_parallel)
+    say = print if world.is_main else (lambda *args, **kwargs: None)  # one copy of each message, not N
+    # Rank 0 alone writes the run folder, so it alone holds the folder's lock, for the whole run.
+    with run_folder_lock(Path(config.run.out_dir), say) if world.is_main else contextlib.nullcontext():
+        return train_in_folder(config, world, stop_after_steps)
+
+
+def train_in_folder(config: Config, world: World, stop_after_steps: int | None) -> RunState:
+    """`train` once the run folder is this process's own."""
     device = world.device
     out_dir = Path(config.run.out_dir)
-    say = print if world.is_main else (lambda *args, **kwargs: None)  # one copy of each message, not N
+    say = print if world.is_main else (lambda *args, **kwargs: None)
     train_cfg = config.train
     # bf16 or fp32, compiled or not: what "auto" means on this machine, and why (fcloop.hardware).
     hardware = detect_hardware(device)
@@ -392,7 +424,7 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
     say(compute.precision_reason)
     say(compute.compile_reason)
     if world.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        prepare_new_run(out_dir, config.checkpoint.resume, say)  # never a new run mixed into an old one
         save_config(config, out_dir / "config.toml")  # as given: "auto" stays "auto"; run.json holds the choice
         write_run_file(out_dir, record(hardware, compute))
     precision = compute.precision
@@ -404,6 +436,8 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
     trained_existing_ids = existing_token_ids(tokenizer, config.lora.train_token_rows)
     data = load_datasets(config.data, tokenizer, config.run.seed)
     say("train data:\n  " + "\n  ".join(data.train_stats.lines()))
+    if hint := too_long_hint(data.train_stats, config.data.max_seq_len):
+        say(f"note: {hint}")
     if data.eval:
         say("eval data:\n  " + "\n  ".join(data.eval_stats.lines()))
     if data.bfcl_cases:
@@ -471,6 +505,20 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
     if resume_from is not None:
         state = load_train_state(resume_from, optimizer, world.rank, world.size)
         say(f"resumed from {resume_from} at step {state.step}")
+        if state.step >= total_steps and (out_dir / "final").is_dir():
+            # Already done: training on would add nothing, and rewriting final/ would change a finished run.
+            say(
+                f"already complete: {out_dir} trained its {total_steps} steps and its adapter is in "
+                f"{out_dir / 'final'}; nothing to do (raise train.max_steps to train on)"
+            )
+            barrier(world)
+            shutdown(world)
+            return state
+        saved = saved_settings(resume_from)
+        if saved and (
+            schedule_line := schedule_change_note(saved, train_cfg, plan.steps_per_epoch(), state.step, total_steps)
+        ):
+            say(schedule_line)
     logger = (
         MetricsLogger(out_dir, resume_after_step=state.step if resume_from else None) if world.is_main else NullLogger()
     )
@@ -491,13 +539,18 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
 
     progress = tqdm(total=total_steps, initial=state.step, desc="train", dynamic_ncols=True, disable=not world.is_main)
     note = progress.write if world.is_main else (lambda *args, **kwargs: None)  # tqdm.write prints even if disabled
-    if evaluate and state.step == 0:
-        run_evaluation(evaluation, 0, compile_counter, logger, note)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
+    # Installed before the step-0 evaluation: a SIGTERM there (a preemption) must stop cleanly, not kill.
+    # The bar is closed however the block ends: an error message then starts on its own line, not after the bar.
+    with StopRequest() as stop, contextlib.closing(progress):
+        if evaluate and state.step == 0:
+            run_evaluation(evaluation, 0, compile_counter, logger, note)
+        stopped_before_training = any_rank(stop.requested is not None, world)
+        if stopped_before_training:
+            note(f"{stop.requested}: stopped at step {state.step}, before training; no checkpoint was needed")
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
 
-    with StopRequest() as stop:
-        while state.step < total_steps:
+        while state.step < total_steps and not stopped_before_training:
             if stop_after_steps is not None and state.step >= stop_after_steps:
                 break
             started = time.perf_counter()
@@ -581,8 +634,14 @@ def save_final(
     folder: Path, model, tokenizer, config: Config, adapter_state: dict[str, torch.Tensor] | None = None
 ) -> None:
     """The adapter, the tokenizer with its chat template, and the config: everything inference needs."""
-    folder.mkdir(parents=True, exist_ok=True)
-    save_adapter(model, folder, adapter_state)
-    tokenizer.save_pretrained(folder)
-    save_config(config, folder / "config.toml")
-    write_manifest(folder)  # last: it vouches for every file above (fcloop.eval and fcloop.export verify it)
+    # Written under a temporary name and renamed, as checkpoints are: final/ is complete or absent.
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    save_adapter(model, partial, adapter_state)
+    tokenizer.save_pretrained(partial)
+    save_config(config, partial / "config.toml")
+    write_manifest(partial)  # last: it vouches for every file above (fcloop.eval and fcloop.export verify it)
+    if folder.exists():
+        shutil.rmtree(folder)
+    partial.rename(folder)

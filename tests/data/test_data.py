@@ -210,6 +210,11 @@ def nothing_left(rows_read: int, dropped: int) -> str:
         "  kept truncated (at a turn boundary): 0\n"
         "  skipped bad rows: 2\n    nothing to supervise: 1\n    unknown role: 1\n"
         "  tokens: 0\n  supervised tokens: 0 (0.0%)"
+    ) + (
+        f"\n{dropped} conversation is longer than data.max_seq_len = 8 tokens and dropped: raise data.max_seq_len to "
+        'keep them, or set data.on_too_long = "truncate" to keep their turns that fit'
+        if dropped
+        else ""
     )
 
 

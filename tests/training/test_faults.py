@@ -17,6 +17,8 @@ from tiny_data import write_tiny_data
 import fcloop.training.checkpoint
 import fcloop.training.loop
 from fcloop.config import load_config
+from fcloop.errors import run_cli
+from fcloop.train import main as train_main
 from fcloop.training.checkpoint import CheckpointWriteError, list_checkpoints
 from fcloop.training.loop import train
 from fcloop.training.metrics import read_metrics
@@ -97,7 +99,9 @@ def test_a_full_disk_gives_a_clear_error_and_keeps_the_previous_checkpoint(tmp_p
         return real_save(obj, path, *args, **kwargs)
 
     monkeypatch.setattr(fcloop.training.checkpoint.torch, "save", save_until_full)
-    with pytest.raises(CheckpointWriteError, match=r"step 4 .*No space left on device.*step_000002 is intact"):
+    with pytest.raises(
+        CheckpointWriteError, match=r"step 4: the disk is full \(.*No space left on device.*step_000002 is intact"
+    ):
         train(config)
     out = Path(config.run.out_dir)
     assert [p.name for p in list_checkpoints(out)] == ["step_000002"]
@@ -156,3 +160,72 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_data):
     train(uninterrupted)
     assert comparable(read_metrics(out)) == comparable(read_metrics(uninterrupted.run.out_dir))
     assert int(last.name.removeprefix("step_")) >= 3
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A real full disk (a small tmpfs, filled at the moment a checkpoint file is written), through the command
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> Path:
+    """A 16 MiB tmpfs (skipped where this process may not mount one), unmounted after the test."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount_point)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    yield mount_point
+    subprocess.run(["umount", str(mount_point)], check=True)
+
+
+def fill_disk(folder: Path) -> Path:
+    """Write a filler file until the disk is full; returns it (delete it to free the space)."""
+    filler = folder / "filler"
+    with filler.open("wb") as file:
+        try:
+            while True:
+                file.write(b"\0" * 65536)
+                file.flush()
+        except OSError as error:
+            assert error.errno == 28  # ENOSPC
+    return filler
+
+
+@pytest.mark.parametrize("writer", ["adapter", "train state"])  # safetensors, and torch.save
+def test_a_real_full_disk_mid_checkpoint_is_one_error_line_and_the_run_resumes(
+    small_disk, tiny_data, capsys, monkeypatch, writer
+):
+    out = small_disk / "run"
+    filled: list[Path] = []
+    real_adapter, real_save = fcloop.training.checkpoint.save_adapter, torch.save
+
+    def fill_then(real):
+        def write(obj, path, *args, **kwargs):
+            if "step_000002" in str(path) and not filled:
+                filled.append(fill_disk(small_disk))
+            return real(obj, path, *args, **kwargs)
+
+        return write
+
+    if writer == "adapter":
+        monkeypatch.setattr(fcloop.training.checkpoint, "save_adapter", fill_then(real_adapter))
+    else:
+        monkeypatch.setattr(fcloop.training.checkpoint.torch, "save", fill_then(real_save))
+    args = [str(ROOT / "configs" / "tiny.toml"), *overrides(out, tiny_data, "--train.max_steps=3")]
+    args += ["--checkpoint.every_steps=1", "--eval.every_steps=0"]
+    assert run_cli(train_main, args) == 1
+    # The message follows the progress bar's last redraw (\r) on stderr, as a terminal shows it.
+    lines = [line.split("\r")[-1] for line in capsys.readouterr().err.split("\n")]
+    message = next(line for line in lines if line.startswith("error: "))
+    hint = lines[lines.index(message) + 1]
+    assert message.startswith("error: could not write the checkpoint for step 2: the disk is full (")
+    kept = f"the previous checkpoint {out}/step_000001 is intact"
+    assert message.endswith(f'); {kept}; free some space, then resume with checkpoint.resume = "auto"')
+    assert hint == "(FCLOOP_DEBUG=1 shows the traceback)"
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("step_")) == ["step_000001"]  # no .partial
+    # Space freed, the same command resumes from the intact checkpoint and finishes.
+    filled[0].unlink()
+    monkeypatch.undo()
+    assert run_cli(train_main, args) == 0
+    assert f"resumed from {out}/step_000001 at step 1" in capsys.readouterr().out
+    assert (out / "final" / "manifest.json").exists()
