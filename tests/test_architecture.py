@@ -10,7 +10,7 @@ FCLOOP = Path(__file__).resolve().parents[1] / "fcloop"
 # Lower stages never import higher ones. The shared pieces sit below every stage, the commands above all.
 STAGES = {"shared": 0, "data": 1, "model": 2, "evaluation": 3, "training": 4, "commands": 5}
 SHARED = {"config", "errors", "hub", "hardware", "outputs"}
-COMMANDS = {"train", "eval", "inspect", "export"}
+COMMANDS = {"train", "eval", "inspect", "export", "chat"}
 
 
 def stage_of(module: str) -> str:

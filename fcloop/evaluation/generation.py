@@ -10,14 +10,14 @@ from __future__ import annotations
 import ast
 import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm import tqdm
-from transformers import GenerationConfig
+from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
 
 from fcloop.data.conversation import Conversation
 from fcloop.data.gemma_format import END_OF_TURN, assistant_text, render
@@ -195,11 +195,16 @@ def decode_new_tokens(token_ids: Sequence[int], tokenizer, stop_ids: Sequence[in
     return cut_at_stop_marker(text)
 
 
-def _generation_config(tokenizer, max_new_tokens: int, stop_ids: list[int]) -> GenerationConfig:
+def _generation_config(
+    tokenizer, max_new_tokens: int, stop_ids: list[int], temperature: float = 0.0, top_p: float = 1.0
+) -> GenerationConfig:
     # A fresh config, so that sampling settings shipped with a model cannot turn greedy decoding into sampling.
+    # Temperature 0 is greedy, as evaluation decodes; only a positive one samples.
+    sampling = {"temperature": temperature, "top_p": top_p} if temperature > 0 else {}
     return GenerationConfig(
         max_new_tokens=max_new_tokens,
-        do_sample=False,
+        do_sample=temperature > 0,
+        **sampling,
         num_beams=1,
         use_cache=True,
         eos_token_id=stop_ids,
@@ -275,6 +280,54 @@ def generate(
     finally:
         model.train(was_training)
     return texts
+
+
+class _StopWhen(StoppingCriteria):
+    """Stops every row once `should_stop()` says so (a chat's Ctrl-C), keeping what was generated."""
+
+    def __init__(self, should_stop: Callable[[], bool]) -> None:
+        self.should_stop = should_stop
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        return torch.full((input_ids.shape[0],), self.should_stop(), dtype=torch.bool, device=input_ids.device)
+
+
+@torch.no_grad()
+def generate_one(
+    model,
+    tokenizer,
+    prompt: str,
+    max_new_tokens: int,
+    device: torch.device | str,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    streamer: Any = None,
+    should_stop: Callable[[], bool] | None = None,
+    merge_token_rows: bool = True,
+) -> list[int]:
+    """The new token ids of one continuation of `prompt` (a rendered text that starts with `<bos>`), the stop
+    token that ended it included; `decode_new_tokens` reads them as evaluation does. Greedy unless
+    `temperature` > 0. `streamer` gets the tokens as they come (transformers' streamer protocol); generation
+    ends early once `should_stop()` is true. `merge_token_rows=False` leaves the trained new-token rows out,
+    for a model whose adapter is switched off."""
+    config = _generation_config(tokenizer, max_new_tokens, stop_token_ids(tokenizer), temperature, top_p)
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    input_ids = torch.tensor([prompt_ids], dtype=torch.long, device=device)
+    criteria = StoppingCriteriaList([_StopWhen(should_stop)]) if should_stop is not None else None
+    was_training = model.training
+    model.eval()
+    try:
+        with token_rows_merged(model) if merge_token_rows else contextlib.nullcontext(), eager_uncompiled(model):
+            output = model.generate(
+                input_ids=input_ids,
+                attention_mask=torch.ones_like(input_ids),
+                generation_config=config,
+                streamer=streamer,
+                stopping_criteria=criteria,
+            )
+    finally:
+        model.train(was_training)
+    return output[0, len(prompt_ids) :].tolist()
 
 
 # ---------------------------------------------------------------------------------------------------------

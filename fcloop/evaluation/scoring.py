@@ -301,53 +301,81 @@ def _has_type(value: Any, declared: Any) -> bool:
     return check is None or check(value)
 
 
-def _object_fits(value: dict[Any, Any], schema: dict[str, Any]) -> bool:
+def _type_names(declared: Any) -> str:
+    return " or ".join(declared) if isinstance(declared, list) else str(declared)
+
+
+def _object_problems(value: dict[Any, Any], schema: dict[str, Any], where: str) -> list[str]:
+    problems = []
     required = schema.get("required")
-    if isinstance(required, list) and any(isinstance(key, str) and key not in value for key in required):
-        return False
+    if isinstance(required, list):
+        prefix = f"{where}." if where else ""
+        problems += [
+            f"missing required argument '{prefix}{key}'"
+            for key in required
+            if isinstance(key, str) and key not in value
+        ]
     properties = schema.get("properties")
     properties = properties if isinstance(properties, dict) else {}
     # JSON Schema's default: properties not listed are allowed unless additionalProperties says otherwise.
     additional = schema.get("additionalProperties", True)
     for key, item in value.items():
+        path = f"{where}.{key}" if where else str(key)
         if key in properties:
-            if not _value_fits(item, properties[key]):
-                return False
-        elif additional is False or (isinstance(additional, dict) and not _value_fits(item, additional)):
-            return False
-    return True
+            problems += _value_problems(item, properties[key], path)
+        elif additional is False:
+            problems.append(f"unexpected argument '{path}'")
+        elif isinstance(additional, dict):
+            problems += _value_problems(item, additional, path)
+    return problems
 
 
-def _value_fits(value: Any, schema: Any) -> bool:
-    """JSON Schema's core keywords: type, enum, and object/array structure (keywords apply to their own
-    kind of value only, as in JSON Schema). Recursion follows the value, whose depth parsing bounds."""
+def _value_problems(value: Any, schema: Any, where: str) -> list[str]:
+    """What in `value` breaks `schema` (JSON Schema's core keywords: type, enum, and object/array structure;
+    keywords apply to their own kind of value only, as in JSON Schema), one line each, `where` naming the
+    argument. Recursion follows the value, whose depth parsing bounds."""
     if not isinstance(schema, dict):
-        return True
+        return []
+    name = f"'{where}'" if where else "the arguments"
     if "type" in schema and not _has_type(value, schema["type"]):
-        return False
+        return [f"{name} should be {_type_names(schema['type'])}, got {json.dumps(value, ensure_ascii=False)}"]
     options = schema.get("enum")
     if isinstance(options, list) and not any(values_equal(option, value) for option in options):
-        return False
+        shown = json.dumps(options, ensure_ascii=False)
+        return [f"{name} = {json.dumps(value, ensure_ascii=False)} is not one of {shown}"]
     if isinstance(value, dict):
-        return _object_fits(value, schema)
+        return _object_problems(value, schema, where)
     if isinstance(value, list | tuple):
-        return all(_value_fits(item, schema.get("items")) for item in value)
-    return True
+        return [
+            problem
+            for i, item in enumerate(value)
+            for problem in _value_problems(item, schema.get("items"), f"{where}[{i}]")
+        ]
+    return []
+
+
+def call_problems(call: dict[str, Any], tools: Sequence[dict[str, Any]]) -> list[str]:
+    """Why a call does not fit the tool schemas, one line each (unknown name, missing required argument,
+    wrong type, value outside the enum); empty for a valid call. `fcloop.chat` shows them to the user."""
+    if not isinstance(call, dict):
+        return ["the call is not an object"]
+    definition = _tool_definition(call.get("name"), tools)
+    if definition is None:
+        return [f"unknown function {json.dumps(call.get('name'), ensure_ascii=False)}"]
+    arguments = _arguments_of(call)
+    if not isinstance(arguments, dict):
+        return ["the arguments are not an object"]
+    return _value_problems(arguments, definition.get("parameters"), "")
 
 
 def call_is_schema_valid(call: dict[str, Any], tools: Sequence[dict[str, Any]]) -> bool:
-    """The call names a given tool and its arguments fit that tool's `parameters` schema.
+    """The call names a given tool and its arguments fit that tool's `parameters` schema (`call_problems`
+    finds nothing).
 
     Extra arguments are invalid only where the schema says "additionalProperties": false (JSON Schema's
     default allows them). A tool without `parameters` accepts any arguments.
     """
-    if not isinstance(call, dict):
-        return False
-    definition = _tool_definition(call.get("name"), tools)
-    arguments = _arguments_of(call)
-    if definition is None or not isinstance(arguments, dict):
-        return False
-    return _value_fits(arguments, definition.get("parameters"))
+    return not call_problems(call, tools)
 
 
 # ---------------------------------------------------------------------------------------------------------
