@@ -482,7 +482,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.max_new_tokens <= 0 or args.temperature < 0 or not 0 < args.top_p <= 1:
+        parser.error("--max-new-tokens must be > 0, --temperature >= 0, and --top-p in (0, 1]")
     # Tools first: a wrong file is named at once, not after the model has loaded.
     tools = read_tools(args.tools, args.functions)
     model = load_chat_model(args.folder)

@@ -226,6 +226,8 @@ def test_one_shot_end_to_end_is_greedy_and_the_same_from_the_final_folder_and_th
     assert final[0]["prompt"] == "Weather in Paris?" and isinstance(final[0]["text"], str)
     assert run_cli(chat.main, [str(run / "step_000001"), *argv]) == 0
     assert stdout_records(capsys.readouterr().out) == final
+    assert run_cli(chat.main, [str(run / "final"), *argv, "--temperature", "1.0", "--top-p", "0.9"]) == 0
+    assert [record["prompt"] for record in stdout_records(capsys.readouterr().out)] == ["Weather in Paris?"]
 
 
 def test_one_shot_on_a_merged_folder_and_compare_needs_an_adapter(run, tools_file, tmp_path, capsys):
@@ -427,6 +429,8 @@ def test_the_loop_runs_calls_takes_typed_results_compares_resets_and_survives_ct
         "It is 21 degrees.",
         tool_call("get_time", {"zone": 5}),
         "It is noon.",
+        tool_call("fail", {"reason": "disk"}),
+        "Sorry, the tool failed.",
         "Hi.",
         "la " * 200,
     ]
@@ -451,6 +455,13 @@ def test_the_loop_runs_calls_takes_typed_results_compares_resets_and_survives_ct
     text = screen.wait_for("new ids: [")
     # The typed result went back as a tool response, in the training format.
     assert "<start_of_turn>user\n<tool_response>\nnoon\n</tool_response><end_of_turn>" in text
+
+    screen.type("Break it")
+    screen.wait_for('run fail(reason="disk")? [Y/n]')
+    screen.type("y")
+    # The function's error is shown and goes back to the model as the tool's result; the chat goes on.
+    screen.wait_for("-> error: RuntimeError: broken: disk")
+    screen.wait_for("model> Sorry, the tool failed.")
 
     screen.type("/compare")
     screen.wait_for("(compare on)")
@@ -488,3 +499,9 @@ def test_the_loop_on_the_real_tiny_model_with_compare(run, tools_file, terminal)
     screen.wait_for('get_weather: {"type": "object"')
     screen.type("/quit")
     assert "EXITED 0" in screen.wait_for("EXITED")
+
+
+@pytest.mark.parametrize("option", [["--max-new-tokens", "0"], ["--temperature", "-1"], ["--top-p", "0"]])
+def test_decoding_settings_that_cannot_work_are_usage_errors(tmp_path, option):
+    with pytest.raises(SystemExit):
+        chat.main([str(tmp_path), "--prompt", "x", *option])
