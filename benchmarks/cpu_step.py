@@ -87,7 +87,14 @@ def run_variant(name: str, round_index: int, args: argparse.Namespace, work: Pat
     if args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)  # torch's default thread count in that process
     started = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    try:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=args.variant_timeout)
+    except subprocess.TimeoutExpired as expired:
+        # A variant too slow to finish (emulated bf16, a long compile) is a result too: it is reported, not waited
+        # for, so that the other variants are measured in the time there is.
+        output = (expired.stdout or b"").decode() if isinstance(expired.stdout, bytes) else (expired.stdout or "")
+        tail = output.strip().splitlines()[-3:]
+        return {"error": f"timed out after {args.variant_timeout:g} s:\n" + "\n".join(tail)}
     wall = time.perf_counter() - started
     if done.returncode != 0:
         tail = (done.stdout + done.stderr).strip().splitlines()[-OUTPUT_TAIL_LINES:]
@@ -299,6 +306,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=2, help="rounds of the four variants (2)")
     parser.add_argument("--compile-backend", default="inductor", help="train.compile_backend of compiled variants")
     parser.add_argument("--threads", type=int, help="torch threads in each variant's process (default: torch's)")
+    parser.add_argument(
+        "--variant-timeout", type=float, help="seconds a variant's run may take; past it, reported as timed out"
+    )
     parser.add_argument("--json", help="where to write the JSON (default benchmarks/results/cpu_step_<cpu>.json)")
     parser.add_argument("--markdown", help="where to write the markdown (default: beside the JSON)")
     overrides, rest = split_overrides(list(argv))

@@ -111,9 +111,11 @@ if [ "$DRY_RUN" = 1 ]; then
 	say "dry run: CPU, tiny model; the GPU gradient check is skipped"
 	printf '%s\tskipped\t0\n' gpu_check >>"$OUT/parts.tsv"
 	throughput_args=(--config configs/tiny.toml --device cpu --steps 1)
+	# 2048: the tiny model's tokenizer makes the demo's eval conversations longer than Gemma's does, and the
+	# smoke run must keep its two eval conversations to check the evaluations.
 	smoke_args=(
 		--model.path=tiny:gemma2 --data.train=demo:eval --train.precision=fp32 --train.max_steps=2 --train.grad_accum_steps=1
-		--checkpoint.every_steps=1 --eval.every_steps=2 --data.max_seq_len=1024 --data.max_eval_conversations=2
+		--checkpoint.every_steps=1 --eval.every_steps=2 --data.max_seq_len=2048 --data.max_eval_conversations=2
 		--eval.max_cases=1 --eval.max_new_tokens=2
 	)
 else

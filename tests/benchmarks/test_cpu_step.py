@@ -168,3 +168,14 @@ def test_the_default_result_file_is_named_after_the_cpu():
     )
     assert default_json_path("AMD EPYC") == RESULTS / "cpu_step_amd_epyc.json"
     assert default_json_path("???") == RESULTS / "cpu_step_cpu.json"
+
+
+def test_a_variant_past_its_time_limit_is_reported_not_waited_for(tmp_path):
+    train_file, _ = write_tiny_data(tmp_path / "data", train_count=8, eval_count=1)
+    args = argparse.Namespace(
+        compile_backend="aot_eager", warmup=1, steps=1, threads=1, variant_timeout=0.01,
+        config=str(CONFIGS / "tiny.toml"), overrides=[f"--data.train={train_file}", "--data.eval_fraction=0.0"],
+    )  # fmt: skip
+    run = cpu_step.run_variant("fp32_eager", 0, args, tmp_path)
+    assert run["error"].startswith("timed out after 0.01 s:")
+    assert summarize_variant("fp32_eager", [run], warmup=1)["errors"] == [run["error"]]
