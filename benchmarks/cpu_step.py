@@ -196,6 +196,17 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+def failure_summary(errors: list[str]) -> str:
+    """One table cell for a variant without a result: how the first failure ended (`timed out after N s`), or
+    its exit status and the last line of its output (the exception's own line)."""
+    if not errors:
+        return "-"
+    lines = errors[0].splitlines()
+    head = lines[0].rstrip(":")
+    cell = head if head.startswith("timed out") or len(lines) == 1 else f"{head}: {lines[-1]}"
+    return cell.replace("|", "/")
+
+
 def markdown(report: dict) -> str:
     cpu = report["machine"]
     flags = ", ".join(f"{flag} {'yes' if present else 'no'}" for flag, present in cpu["flags"].items())
@@ -221,9 +232,7 @@ def markdown(report: dict) -> str:
     for name in VARIANTS:
         entry = report["variants"][name]
         if "tokens_per_sec" not in entry:
-            # The end of the first error says what failed (the exception's own line).
-            last = entry["errors"][0].splitlines()[-2:] if entry["errors"] else ["-"]
-            lines.append(f"| {name} | failed: {' / '.join(last).replace('|', '/')} ||||||")
+            lines.append(f"| {name} | failed: {failure_summary(entry['errors'])} ||||||")
             continue
         compared = report["versus_fp32_eager"].get(name)
         speedup = f"{compared['speedup']:.2f}x" if compared else "1.00x" if name == REFERENCE else "-"

@@ -141,7 +141,7 @@ def test_speed_and_loss_against_fp32_eager():
         "versus_fp32_eager": compared,
     }
     table = markdown(report)
-    assert "| bf16_eager | failed: exit status 1: / killed ||||||" in table
+    assert "| bf16_eager | failed: exit status 1: killed ||||||" in table
     assert "| fp32_compiled | 80.0 | 80.0 | 0.80x | 2.0100 | 5.0e-03 (OUTSIDE, tol 0.001) | 5 |" in table
     assert "| bf16_compiled | 250.0 | 250.0 | 2.50x | 2.0300 | 1.5e-02 (ok, tol 0.02) | 5 |" in table
     assert "## Errors\n\nbf16_eager:\n\n```\nexit status 1:\nkilled\n```" in table
@@ -179,3 +179,13 @@ def test_a_variant_past_its_time_limit_is_reported_not_waited_for(tmp_path):
     run = cpu_step.run_variant("fp32_eager", 0, args, tmp_path)
     assert run["error"].startswith("timed out after 0.01 s:")
     assert summarize_variant("fp32_eager", [run], warmup=1)["errors"] == [run["error"]]
+
+
+def test_a_failed_variant_is_one_cell_saying_how_it_ended():
+    assert cpu_step.failure_summary(["timed out after 300 s:\nLoRA v_proj   258,048\ntotal 8,001,536"]) == (
+        "timed out after 300 s"
+    )
+    assert cpu_step.failure_summary(["exit status 1:\nTraceback ...\nRuntimeError: a | b"]) == (
+        "exit status 1: RuntimeError: a / b"
+    )
+    assert cpu_step.failure_summary([]) == "-"
