@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib.metadata
-import json
 import os
 import platform
 import re
@@ -33,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.report import markdown_path_for, write_report
 from fcloop.config import load_config, split_overrides
 from fcloop.hardware import REPORTED_CPU_FLAGS, cpu_name, detect_cpu_flags, detect_hardware, plan_compute
 from fcloop.model.load import attention_implementation
@@ -333,12 +333,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(argv)
     report = measure(args, argv)
     json_path = Path(args.json) if args.json else default_json_path(report["machine"]["cpu"])
-    markdown_path = Path(args.markdown) if args.markdown else json_path.with_suffix(".md")
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    markdown_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    markdown_path = markdown_path_for(json_path, args.markdown)
     table = markdown(report)
-    markdown_path.write_text(table, encoding="utf-8")
+    write_report(report, json_path, table, markdown_path)
     print(table)
     print(f"[cpu_step] wrote {json_path} and {markdown_path}")
     return report

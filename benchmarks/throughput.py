@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import functools
 import gc
-import json
 import platform
 import random
 import shlex
@@ -48,6 +47,7 @@ from benchmarks.mfu import (
     t_eff,
 )
 from benchmarks.models import NEW_TOKENS, adamw, base_model, precision_resolved, recipe_lora
+from benchmarks.report import markdown_path_for, write_report
 from fcloop.config import Config, TrainConfig, load_config
 from fcloop.data.packing import Batch, best_fit_decreasing, collate, shifted_targets
 from fcloop.data.tokenization import IGNORE_INDEX, Encoded
@@ -704,11 +704,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "configurations": [],
     }
     json_path = Path(args.json)
-    markdown_path = Path(args.markdown) if args.markdown else json_path.with_suffix(".md")
+    markdown_path = markdown_path_for(json_path, args.markdown)
 
     def write(entries: list[dict]) -> None:
         report["configurations"] = entries
-        write_report(report, json_path, markdown_path)
+        write_report(report, json_path, markdown(report), markdown_path)
 
     run_sweep(config, args, device, peak.best_tflops, after_each=write)
     print(markdown(report))
@@ -720,15 +720,6 @@ def matmul_peak(device: torch.device, repetitions: int) -> MatmulPeak:
     """The device's dense matmul rate: bf16 8192^3 on CUDA, a small fp32 product on CPU (smoke only)."""
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     return measure_matmul_peak(device, MATMUL_SIZE[device.type], dtype, repetitions)
-
-
-def write_report(report: dict, json_path: Path, markdown_path: Path) -> None:
-    """Both files, each written whole to a temporary name and renamed: a timeout never leaves half a file."""
-    for path, text in ((json_path, json.dumps(report, indent=2) + "\n"), (markdown_path, markdown(report))):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        partial.write_text(text, encoding="utf-8")
-        partial.replace(path)
 
 
 if __name__ == "__main__":

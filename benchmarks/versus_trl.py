@@ -45,6 +45,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.models import adamw, gemma2_2b_model, precision_resolved
+from benchmarks.report import markdown_path_for, write_report
 from fcloop.config import Config, load_config, split_overrides
 from fcloop.data.load import load_datasets
 from fcloop.data.packing import collate, plan_rows, shifted_targets
@@ -559,12 +560,9 @@ def main(argv: Sequence[str] | None = None) -> dict | None:
         )
     report = compare(args, argv)
     json_path = Path(args.json)
-    markdown_path = Path(args.markdown) if args.markdown else json_path.with_suffix(".md")
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    markdown_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    markdown_path = markdown_path_for(json_path, args.markdown)
     table = markdown(report)
-    markdown_path.write_text(table, encoding="utf-8")
+    write_report(report, json_path, table, markdown_path)
     print(table)
     print(f"[versus_trl] wrote {json_path} and {markdown_path}")
     return report

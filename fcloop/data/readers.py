@@ -301,22 +301,23 @@ def _tools_unless_in_system(row: dict[str, Any], messages: list[Message]) -> tup
     return () if "<tools>" in system_text else tools
 
 
-def read_hermes(row: Any) -> tuple[list[Message], tuple[dict[str, Any], ...]]:
+def _read_inline_turns(
+    row: Any, role_key: str, roles: dict[str, str], content_key: str
+) -> tuple[list[Message], tuple[dict[str, Any], ...]]:
+    """The hermes layouts: `conversations` turns whose text holds the calls and responses inline."""
     turns = _require(row, "conversations", list)
     messages = [
-        _inline_message(_role(turn, "from", HERMES_ROLES, i), _content(turn, "value", i))
-        for i, turn in enumerate(turns)
+        _inline_message(_role(turn, role_key, roles, i), _content(turn, content_key, i)) for i, turn in enumerate(turns)
     ]
     return messages, _tools_unless_in_system(row, messages)
+
+
+def read_hermes(row: Any) -> tuple[list[Message], tuple[dict[str, Any], ...]]:
+    return _read_inline_turns(row, "from", HERMES_ROLES, "value")
 
 
 def read_hermes_thinking(row: Any) -> tuple[list[Message], tuple[dict[str, Any], ...]]:
-    turns = _require(row, "conversations", list)
-    messages = [
-        _inline_message(_role(turn, "role", THINKING_ROLES, i), _content(turn, "content", i))
-        for i, turn in enumerate(turns)
-    ]
-    return messages, _tools_unless_in_system(row, messages)
+    return _read_inline_turns(row, "role", THINKING_ROLES, "content")
 
 
 def _structured_call(raw: Any, position: int) -> ToolCall:
