@@ -1,9 +1,11 @@
-"""`python -m fcloop.export ADAPTER_DIR --merge OUT [--dtype float32|bfloat16] [--overwrite]`
+"""`python -m fcloop.export SOURCE [--merge OUT] [--gguf OUT.gguf [--gguf-type f32|f16|bf16|q8_0]] [--overwrite]`
 
-Merges a trained adapter (a final/ folder: PEFT adapter, tokenizer, config.toml) into its base model and
-writes OUT: safetensors weights, config and the tokenizer with its chat template, loadable by plain
-transformers without peft. The merged model computes the same logits as the adapter model. OUT must be new or
-empty (`--overwrite` replaces it) and never the adapter's folder; it is written as OUT.partial and renamed.
+Exports a trained model for use outside fcloop. SOURCE is an adapter folder written by training (final/ or a
+checkpoint's: PEFT adapter, tokenizer, config.toml) or a merged folder this command wrote. `--merge OUT` writes
+the adapter merged into its base model (safetensors, config, tokenizer with its chat template), loadable by
+plain transformers without peft, computing the same logits. `--gguf OUT.gguf` writes one GGUF file for
+llama.cpp and Ollama (fcloop/gguf_file.py). Outputs must be new (`--overwrite` replaces them), never inside
+SOURCE, and are written under a temporary name and renamed when complete.
 
 Why not only `merge_and_unload`: Gemma ties lm_head to the input embedding. A LoRA on lm_head merged into
 the shared weight would also change the input embeddings, and peft leaves the tied trainable-token wrapper
@@ -15,6 +17,7 @@ own weight with the new-token rows. The two are tied again only where they came 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import warnings
 from pathlib import Path
@@ -23,6 +26,7 @@ import torch
 from torch import nn
 
 from fcloop.errors import run_cli
+from fcloop.gguf_file import GGUF_TYPES, WrittenGGUF, write_gguf
 from fcloop.outputs import refuse_overwrite, written_atomically
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -30,12 +34,21 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fcloop.export", description=__doc__.split("\n\n")[1])
-    parser.add_argument("adapter", type=Path, help="a final/ folder: PEFT adapter, tokenizer and config.toml")
-    parser.add_argument("--merge", type=Path, required=True, metavar="OUT", help="write the merged model here")
     parser.add_argument(
-        "--dtype", choices=sorted(DTYPES), default="float32", help="dtype of the saved weights (merged in fp32)"
+        "source", type=Path, help="an adapter folder (final/: PEFT adapter, tokenizer, config.toml) or a merged folder"
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists and is not empty")
+    parser.add_argument("--merge", type=Path, metavar="OUT", help="write the merged model (a folder) here")
+    parser.add_argument("--gguf", type=Path, metavar="OUT.gguf", help="write a GGUF file for llama.cpp here")
+    parser.add_argument(
+        "--dtype",
+        choices=sorted(DTYPES),
+        default="float32",
+        help="the merged folder's weight dtype (merged in fp32)",
+    )
+    parser.add_argument(
+        "--gguf-type", choices=GGUF_TYPES, default="f16", help="the GGUF's weight type (norms stay f32); default f16"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an output that exists")
     return parser
 
 
@@ -104,34 +117,104 @@ def prepare_for_inference(model, tokenizer) -> None:
         model.generation_config.bos_token_id = tokenizer.bos_token_id
 
 
+def is_adapter_folder(folder: Path) -> bool:
+    return (folder / "adapter_config.json").exists()
+
+
+def source_problem(folder: Path) -> str | None:
+    """Why `folder` cannot be exported, or None: an adapter folder needs the config.toml training saves beside it
+    (it names the base model), a merged folder its config.json and tokenizer."""
+    if is_adapter_folder(folder):
+        if not (folder / "config.toml").exists():
+            return (
+                f"{folder}: an adapter without the config.toml that training saves beside it (it names the base model)"
+            )
+        return None
+    if not (folder / "config.json").exists():
+        return (
+            f"{folder}: no model in it (no adapter_config.json, no config.json); expected a final/ folder written by "
+            "fcloop.train or a merged folder written by fcloop.export (python -m fcloop.export RUN/final --merge OUT)"
+        )
+    if not (folder / "tokenizer.json").exists() and not (folder / "tokenizer_config.json").exists():
+        return f"{folder}: a model folder without its tokenizer (no tokenizer.json)"
+    return None
+
+
+def vllm_note(adapter_config: dict) -> str:
+    """What vLLM can serve of an adapter: it refuses LoRA adapters that train token rows or carry modules_to_save
+    (vllm #36501), which `data.tags_as_tokens = true` makes; those are served merged."""
+    token_rows = adapter_config.get("trainable_token_indices") or {}
+    whole_modules = adapter_config.get("modules_to_save") or []
+    if token_rows or whole_modules:
+        what = "trains token rows (the tags as new tokens)" if token_rows else f"saves whole modules {whole_modules}"
+        return f"vLLM: this adapter {what}, which vLLM refuses in a LoRA adapter; serve the merged folder (--merge)"
+    return (
+        "vLLM: this adapter has no token rows and no modules_to_save (what vLLM refuses in a LoRA adapter), so it "
+        "can be tried as a LoRA (--enable-lora); the merged folder (--merge) always serves"
+    )
+
+
+def merged_model(source: Path):
+    """(plain transformers model in fp32 on the CPU, tokenizer) from an adapter folder (merged here, as its
+    config.toml builds the base model) or a merged folder."""
+    if is_adapter_folder(source):
+        from fcloop.config import load_config
+        from fcloop.eval import load_inference_model
+
+        config = load_config(source / "config.toml")
+        model, tokenizer = load_inference_model(config, source, torch.float32, torch.device("cpu"))
+        return merge_adapter(model), tokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    return model.eval(), AutoTokenizer.from_pretrained(source)
+
+
 def export_merged(adapter: Path, out: Path, dtype: torch.dtype = torch.float32) -> Path:
     """Load ADAPTER's base model and adapter as its config.toml says, merge in fp32, save to OUT."""
-    from fcloop.config import load_config
-    from fcloop.eval import load_inference_model
+    merged, tokenizer = merged_model(adapter)
+    save_merged(merged.to(dtype), tokenizer, out)
+    return out
 
-    config = load_config(adapter / "config.toml")
-    model, tokenizer = load_inference_model(config, adapter, torch.float32, torch.device("cpu"))
-    merged = merge_adapter(model).to(dtype)
+
+def save_merged(merged: nn.Module, tokenizer, out: Path) -> None:
     prepare_for_inference(merged, tokenizer)
     with written_atomically(out) as partial:
         merged.save_pretrained(partial)  # safetensors: the default, and the only format of transformers >= 5
         tokenizer.save_pretrained(partial)
-    return out
+
+
+def save_gguf(merged: nn.Module, tokenizer, out: Path, gguf_type: str) -> WrittenGGUF:
+    with written_atomically(out) as partial:
+        return write_gguf(merged, tokenizer, partial, gguf_type, name=out.stem)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    missing = [name for name in ("adapter_config.json", "config.toml") if not (args.adapter / name).exists()]
-    if missing:
-        print(
-            f"error: {args.adapter}: no {' or '.join(missing)}; expected a final/ folder written by fcloop.train "
-            f"(python -m fcloop.export RUN/final --merge OUT)",
-            file=sys.stderr,
-        )
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.merge is None and args.gguf is None:
+        parser.error("name an output: --merge OUT (a merged model folder) and/or --gguf OUT.gguf")
+    problem = source_problem(args.source)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
-    refuse_overwrite(args.merge, args.overwrite, reads=[args.adapter])  # before the minutes of loading and merging
-    out = export_merged(args.adapter, args.merge, DTYPES[args.dtype])
-    print(f"wrote the merged model to {out}")
+    # Before the minutes of loading and merging: no output over what exists, none inside the source.
+    outputs = [out for out in (args.merge, args.gguf) if out is not None]
+    for out in outputs:
+        refuse_overwrite(out, args.overwrite, reads=[args.source])
+    if args.merge is not None and args.gguf is not None and args.merge.resolve() == args.gguf.resolve():
+        parser.error("--merge and --gguf name the same path")
+    merged, tokenizer = merged_model(args.source)
+    if is_adapter_folder(args.source):
+        print(vllm_note(json.loads((args.source / "adapter_config.json").read_text(encoding="utf-8"))))
+    if args.gguf is not None:
+        # First: it reads the fp32 weights, before --dtype may narrow them for the merged folder.
+        for line in save_gguf(merged, tokenizer, args.gguf, args.gguf_type).lines():
+            print(line)
+        print(f"wrote the GGUF ({args.gguf_type}) to {args.gguf}; run it with `llama-server --jinja -m {args.gguf}`")
+    if args.merge is not None:
+        save_merged(merged.to(DTYPES[args.dtype]), tokenizer, args.merge)
+        print(f"wrote the merged model to {args.merge}")
     return 0
 
 

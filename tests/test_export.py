@@ -206,7 +206,7 @@ def test_export_of_a_run_folder_names_the_positional_argument(tmp_path, capsys):
     (run / "config.toml").write_text("")
     assert run_cli(export_main, [str(run), "--merge", str(tmp_path / "model")]) == 2
     assert capsys.readouterr().err == (
-        f"error: {run}: no adapter_config.json; expected a final/ folder written by fcloop.train "
-        "(python -m fcloop.export RUN/final --merge OUT)\n"
+        f"error: {run}: no model in it (no adapter_config.json, no config.json); expected a final/ folder written by "
+        "fcloop.train or a merged folder written by fcloop.export (python -m fcloop.export RUN/final --merge OUT)\n"
     )
     assert not (tmp_path / "model").exists()

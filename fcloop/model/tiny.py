@@ -1,5 +1,5 @@
-"""Random-init models that need no download: a tiny Gemma-2 for fast CPU tests, gemma-2-2b's architecture
-for the CUDA smoke run (configs/gpu_smoke.toml), and a tiny tokenizer for both.
+"""Random-init models that need no download: a tiny Gemma-2 for fast CPU tests (and a tiny Gemma-3 for the GGUF
+tests), gemma-2-2b's architecture for the CUDA smoke run (configs/gpu_smoke.toml), and a tiny tokenizer.
 
 The tokenizer is a byte-level BPE trained on a fixed built-in text, so it is the same on every machine and
 needs no download; it has Gemma's control tokens (`<pad>`, `<eos>`, `<bos>`, `<start_of_turn>`,
@@ -8,9 +8,11 @@ needs no download; it has Gemma's control tokens (`<pad>`, `<eos>`, `<bos>`, `<s
 
 from __future__ import annotations
 
-from transformers import Gemma2Config, PreTrainedTokenizerFast
+from transformers import Gemma2Config, Gemma3TextConfig, PreTrainedTokenizerFast
 
 TINY_PATH = "tiny:gemma2"
+TINY_GEMMA2_HEAD256_PATH = "tiny:gemma2-head256"
+TINY_GEMMA3_PATH = "tiny:gemma3"
 RANDOM_GEMMA2_2B_PATH = "random:gemma2-2b"
 GEMMA2_VOCAB = 256000
 CONTROL_TOKENS = ("<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>")
@@ -105,5 +107,41 @@ def gemma2_2b_config(vocab_size: int) -> Gemma2Config:
     )
 
 
-RANDOM_MODEL_CONFIGS = {TINY_PATH: tiny_model_config, RANDOM_GEMMA2_2B_PATH: gemma2_2b_config}
+def tiny_gemma2_head256_config(vocab_size: int) -> Gemma2Config:
+    """The tiny Gemma-2 with Gemma's real head size, 256, and attention scale 1/sqrt(256), at toy width: heads x
+    head_dim is not the hidden size, as in gemma-2-2b. transformers' GGUF loader does not read
+    query_pre_attn_scalar (it takes the default, 256), so the GGUF tests need a model where that is right."""
+    config = tiny_model_config(vocab_size)
+    config.head_dim = 256
+    config.query_pre_attn_scalar = 256
+    return config
+
+
+def tiny_gemma3_config(vocab_size: int) -> Gemma3TextConfig:
+    """Gemma-3's text architecture at toy width: five sliding layers to one full one (Gemma-3-270M's pattern),
+    q/k norms, separate rope bases for the two kinds of layer, no softcaps, one KV head, head_dim 256."""
+    return Gemma3TextConfig(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=6,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        head_dim=256,
+        query_pre_attn_scalar=256,
+        sliding_window=24,
+        max_position_embeddings=4096,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=2,
+        tie_word_embeddings=True,
+    )
+
+
+RANDOM_MODEL_CONFIGS = {
+    TINY_PATH: tiny_model_config,
+    TINY_GEMMA2_HEAD256_PATH: tiny_gemma2_head256_config,
+    TINY_GEMMA3_PATH: tiny_gemma3_config,
+    RANDOM_GEMMA2_2B_PATH: gemma2_2b_config,
+}
 """model.path values that build a random-init model (weights from run.seed) with the tiny tokenizer."""
