@@ -4,7 +4,7 @@ Exports a trained model for use outside fcloop. SOURCE is an adapter folder writ
 checkpoint's: PEFT adapter, tokenizer, config.toml) or a merged folder this command wrote. `--merge OUT` writes
 the adapter merged into its base model (safetensors, config, tokenizer with its chat template), loadable by
 plain transformers without peft, computing the same logits. `--gguf OUT.gguf` writes one GGUF file for
-llama.cpp and Ollama (fcloop/gguf_file.py). Outputs must be new (`--overwrite` replaces them), never inside
+llama.cpp and Ollama (fcloop/model/gguf_file.py). Outputs must be new (`--overwrite` replaces them), never inside
 SOURCE, and are written under a temporary name and renamed when complete.
 
 Why not only `merge_and_unload`: Gemma ties lm_head to the input embedding. A LoRA on lm_head merged into
@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from fcloop.errors import run_cli
-from fcloop.gguf_file import GGUF_TYPES, WrittenGGUF, write_gguf
+from fcloop.model.gguf_file import GGUF_TYPES, WrittenGGUF, write_gguf
 from fcloop.outputs import refuse_overwrite, written_atomically
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}

@@ -21,7 +21,7 @@ from fcloop.data.tokenization import prepare_tokenizer
 from fcloop.errors import run_cli
 from fcloop.export import main as export_main
 from fcloop.export import merged_model, vllm_note
-from fcloop.gguf_file import GGUFExportError, gemma_shape, gguf_tensor_name, vocabulary, write_gguf
+from fcloop.model.gguf_file import GGUFExportError, gemma_shape, gguf_tensor_name, vocabulary, write_gguf
 from fcloop.model.load import load_model, load_tokenizer
 from fcloop.model.lora import add_token_rows, apply_lora
 from fcloop.training.loop import save_final
