@@ -1,7 +1,7 @@
 """`python -m fcloop.export SOURCE [--merge OUT] [--gguf OUT.gguf [--gguf-type f32|f16|bf16|q8_0]] [--overwrite]`
 
-Exports a trained model for use outside fcloop. SOURCE is an adapter folder written by training (final/ or a
-checkpoint's: PEFT adapter, tokenizer, config.toml) or a merged folder this command wrote. `--merge OUT` writes
+Exports a trained model for use outside fcloop. SOURCE is the final/ folder training writes (PEFT adapter,
+tokenizer, config.toml) or a merged folder this command wrote. `--merge OUT` writes
 the adapter merged into its base model (safetensors, config, tokenizer with its chat template), loadable by
 plain transformers without peft, computing the same logits. `--gguf OUT.gguf` writes one GGUF file for
 llama.cpp and Ollama (fcloop/model/gguf_file.py). Outputs must be new (`--overwrite` replaces them), never inside

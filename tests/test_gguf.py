@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import transformers
 from format_examples import HERMES_CONVERSATION
+from packaging.version import Version
 
 from fcloop.config import RECIPE_THINK_INSTRUCTION, load_config
 from fcloop.data.gemma_format import SPECIAL_TOKENS, render, to_chat_messages
@@ -40,6 +42,11 @@ ADAPTERS = {
 # difference over every position of the probe text. Measured on the tiny models (AMD EPYC, AVX2): about 1e-5 for
 # f32 (summation order), 1e-3 for f16 (rounded weights).
 LOGIT_TOLERANCE = {"f32": 5e-3, "f16": 5e-2}
+
+
+# transformers 5.17's GGUF tokenizer does not match control tokens in text: it splits `<start_of_turn>` into
+# pieces (seen under .ci/device_versions, 2026-12-03), while 5.24 reads them as single tokens, as llama.cpp does.
+TRANSFORMERS_GGUF_READS_CONTROL_TOKENS = Version(transformers.__version__) >= Version("5.24")
 
 
 def needs_llama_cpp() -> None:
@@ -237,6 +244,8 @@ def test_transformers_gguf_loader_reads_the_same_model(exported):
     ids = tokenizer(probe_text(tokenizer), add_special_tokens=False)["input_ids"]
     difference = np.abs(transformers_logits(loaded, ids) - transformers_logits(model, ids)).max()
     assert difference < 1e-4, difference
+    if not TRANSFORMERS_GGUF_READS_CONTROL_TOKENS:
+        return
     loaded_tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     text = probe_text(tokenizer)
     assert (

@@ -33,10 +33,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from fcloop.data.gemma_format import END_OF_TURN
 from fcloop.errors import FcloopError
 
 GGUF_TYPES = ("f32", "f16", "bf16", "q8_0")
-END_OF_TURN = "<end_of_turn>"
 ARCHITECTURES = {"gemma2": "gemma2", "gemma3_text": "gemma3"}
 """transformers `model_type` -> llama.cpp architecture."""
 # llama.cpp scales the attention of these layer counts (the 27B models) by 1/sqrt(hidden/heads).
