@@ -7,53 +7,22 @@ from pathlib import Path
 
 import pytest
 import torch
+from saved_adapters import saved_adapter
 from tiny_data import conversation
 
 from fcloop.config import load_config
 from fcloop.data.gemma_format import SPECIAL_TOKENS, render, to_chat_messages
 from fcloop.data.readers import read_row
-from fcloop.data.tokenization import prepare_tokenizer
 from fcloop.errors import run_cli
 from fcloop.export import main as export_main
-from fcloop.model.load import load_model, load_tokenizer
-from fcloop.model.lora import add_token_rows, apply_lora
-from fcloop.training.loop import save_final
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
-
-
-def perturb_trainables(model, scale: float = 0.02) -> None:
-    """Move every trainable tensor well away from its init (LoRA B starts at zero, token rows at their
-    originals), so that an export that dropped any of them would change the logits visibly."""
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for _, parameter in sorted(model.named_parameters()):
-            if parameter.requires_grad:
-                parameter.add_(torch.randn(parameter.shape, generator=generator) * scale)
-
-
-def saved_adapter(folder: Path, *overrides: str):
-    """(final/ folder, the in-memory adapter model that was saved there, its tokenizer), as training saves it."""
-    config = load_config(
-        CONFIGS / "tiny.toml", [f"--run.out_dir={folder / 'run'}", "--train.precision=fp32", *overrides]
-    )
-    tokenizer = load_tokenizer(config.model)
-    new_token_ids = prepare_tokenizer(tokenizer, config.data.think_instruction)
-    model = load_model(config.model, len(tokenizer), torch.float32, torch.device("cpu"), config.run.seed)
-    add_token_rows(model, len(tokenizer), new_token_ids)
-    model = apply_lora(model, config.lora, new_token_ids)
-    perturb_trainables(model)
-    model.eval()
-    final = folder / "run" / "final"
-    save_final(final, model, tokenizer, config)
-    return final, model, tokenizer
 
 
 @pytest.fixture(scope="module")
 def adapter_run(tmp_path_factory):
     """LoRA on lm_head (tied to the embedding in Gemma) and trained new-token rows: the hard case."""
-    final, model, tokenizer = saved_adapter(tmp_path_factory.mktemp("export"))
+    final, model, tokenizer = saved_adapter(tmp_path_factory.mktemp("export"), [])
     config = load_config(final / "config.toml")
     assert "lm_head" in config.lora.target_modules and config.lora.train_new_token_rows
     return final, model, tokenizer
@@ -105,7 +74,7 @@ def test_merged_model_gives_the_adapter_models_logits(adapter_run, merged_folder
 def test_without_lora_on_lm_head_the_merged_model_stays_tied(tmp_path):
     from transformers import AutoModelForCausalLM
 
-    final, adapter_model, tokenizer = saved_adapter(tmp_path, '--lora.target_modules=["q_proj", "v_proj"]')
+    final, adapter_model, tokenizer = saved_adapter(tmp_path, ['--lora.target_modules=["q_proj", "v_proj"]'])
     out = tmp_path / "merged"
     assert export_main([str(final), "--merge", str(out)]) == 0
     merged = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
