@@ -25,7 +25,7 @@ full matching, where BFCL's greedy pairing fails a right answer when one call fi
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fcloop.data.bfcl_cases import BfclCase, as_options, reference_value
@@ -298,17 +298,20 @@ def evaluate_bfcl(
     max_prompt_tokens: int,
     synced_ranks: bool = False,
     progress: bool = False,
+    should_stop: Callable[[], bool] | None = None,
 ) -> tuple[dict[str, float | int | None], list[dict[str, Any]]]:
     """Generate an answer for every case whose prompt fits and judge it: (metrics of `bfcl_metrics`,
     records {"id", "category", "prompt_tokens", "too_long", "expected", "generated", "correct", "error"}
-    in case order). A case whose prompt is longer than `max_prompt_tokens` is not generated and is wrong."""
+    in case order). A case whose prompt is longer than `max_prompt_tokens` is not generated and is wrong.
+    `should_stop`: as `fcloop.evaluation.generation.generate` takes it (GenerationStopped)."""
     from fcloop.evaluation.generation import generate  # here, so that reading sources and the rules need no torch
 
     prompts = [prompt_text(case, think_instruction) for case in cases]
     lengths = [_token_count(tokenizer, prompt) for prompt in prompts]
     fitting = [index for index, length in enumerate(lengths) if length <= max_prompt_tokens]
+    fitting_prompts = [prompts[i] for i in fitting]
     texts = generate(
-        model, tokenizer, [prompts[i] for i in fitting], max_new_tokens, batch_size, device, synced_ranks, progress
+        model, tokenizer, fitting_prompts, max_new_tokens, batch_size, device, synced_ranks, progress, should_stop
     )
     generated: dict[int, str] = dict(zip(fitting, texts, strict=True))
     records = []

@@ -231,6 +231,10 @@ def eager_uncompiled(model):
         config._attn_implementation = training_attention
 
 
+class GenerationStopped(Exception):
+    """`should_stop` said stop (a SIGTERM during an evaluation): the answers are incomplete and must be discarded."""
+
+
 @torch.no_grad()
 def generate(
     model,
@@ -241,6 +245,7 @@ def generate(
     device: torch.device | str,
     synced_ranks: bool = False,
     progress: bool = False,
+    should_stop: Callable[[], bool] | None = None,
 ) -> list[str]:
     """Greedy continuations of `prompts` (rendered texts that already start with `<bos>`), in order.
 
@@ -248,6 +253,10 @@ def generate(
     the result independent of the batching. The model's training mode is restored afterwards.
     `synced_ranks`: every rank generates, and none stops decoding before all are done (FSDP).
     `progress`: a bar of cases done on stderr (a CPU eval of a hundred cases takes many minutes).
+    `should_stop`: asked before each batch and, without `synced_ranks`, after every decoding step too (a batch
+    on a CPU takes minutes, longer than a preemption's grace period); once it says stop, GenerationStopped is
+    raised and nothing is returned. With `synced_ranks` it must give every rank the same answer (a collective),
+    and it is asked between batches only, where every rank asks it the same number of times.
     """
     if tokenizer.pad_token_id is None:
         raise ValueError("the tokenizer has no pad token; batched generation needs one for left padding")
@@ -256,6 +265,7 @@ def generate(
     encoded = [tokenizer(prompt, add_special_tokens=False)["input_ids"] for prompt in prompts]
     order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
     texts = [""] * len(prompts)
+    stop_when = _StopWhen(should_stop) if should_stop is not None and not synced_ranks else None
     was_training = model.training
     model.eval()
     try:
@@ -265,6 +275,8 @@ def generate(
             tqdm(total=len(prompts), desc="generating", unit="case", disable=not progress) as bar,
         ):
             for start in range(0, len(order), batch_size):
+                if should_stop is not None and should_stop():
+                    raise GenerationStopped
                 chunk = order[start : start + batch_size]
                 input_ids, attention_mask = left_pad([encoded[i] for i in chunk], tokenizer.pad_token_id)
                 output = model.generate(
@@ -272,7 +284,10 @@ def generate(
                     attention_mask=attention_mask.to(device),
                     generation_config=config,
                     synced_gpus=synced_ranks,
+                    stopping_criteria=StoppingCriteriaList([stop_when]) if stop_when is not None else None,
                 )
+                if stop_when is not None and stop_when.fired:  # this batch's answers were cut short
+                    raise GenerationStopped
                 new_tokens = output[:, input_ids.shape[1] :].tolist()
                 for index, tokens in zip(chunk, new_tokens, strict=True):
                     texts[index] = decode_new_tokens(tokens, tokenizer, stop_ids, tokenizer.pad_token_id)
@@ -283,13 +298,16 @@ def generate(
 
 
 class _StopWhen(StoppingCriteria):
-    """Stops every row once `should_stop()` says so (a chat's Ctrl-C), keeping what was generated."""
+    """Stops every row once `should_stop()` says so (a chat's Ctrl-C, a SIGTERM during an evaluation),
+    keeping what was generated; `fired` tells whether it did."""
 
     def __init__(self, should_stop: Callable[[], bool]) -> None:
         self.should_stop = should_stop
+        self.fired = False
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        return torch.full((input_ids.shape[0],), self.should_stop(), dtype=torch.bool, device=input_ids.device)
+        self.fired = self.fired or bool(self.should_stop())
+        return torch.full((input_ids.shape[0],), self.fired, dtype=torch.bool, device=input_ids.device)
 
 
 @torch.no_grad()
@@ -354,11 +372,14 @@ def evaluate_tool_calls(
     device: torch.device | str,
     synced_ranks: bool = False,
     progress: bool = False,
+    should_stop: Callable[[], bool] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Generate an answer for every case and score it: (metrics of `fcloop.evaluation.scoring.aggregate`, prediction
-    records {"id", "tools", "expected", "generated"} in case order)."""
+    records {"id", "tools", "expected", "generated"} in case order). GenerationStopped: see `generate`."""
     prompts = [render(case.prompt, think_instruction, add_generation_prompt=True).text for case in cases]
-    generated = generate(model, tokenizer, prompts, max_new_tokens, batch_size, device, synced_ranks, progress)
+    generated = generate(
+        model, tokenizer, prompts, max_new_tokens, batch_size, device, synced_ranks, progress, should_stop
+    )
     scores = [score_case(case.expected, text, case.tools) for case, text in zip(cases, generated, strict=True)]
     records = [prediction_record(case, text) for case, text in zip(cases, generated, strict=True)]
     return aggregate(scores), records

@@ -75,6 +75,8 @@ class RunState:
     supervised_tokens_seen: int = 0
     skipped_steps: int = 0
     """Steps whose update was skipped for a non-finite loss or gradient (train.on_nonfinite = "skip")."""
+    evaluation_pending: bool = False
+    """The evaluation due at `step` was stopped part-way (a SIGTERM) and discarded: a resumed run does it first."""
 
 
 def step_folder(out_dir: str | Path, step: int) -> Path:

@@ -28,7 +28,13 @@ from fcloop.data.load import Datasets, load_datasets, too_long_hint
 from fcloop.data.packing import Batch, collate, packing_efficiency, plan_rows, supervised_targets
 from fcloop.data.tokenization import Encoded, existing_token_ids, prepare_tokenizer
 from fcloop.evaluation.bfcl import describe, evaluate_bfcl, prompt_limit, warnings_for
-from fcloop.evaluation.generation import build_cases, evaluate_tool_calls, too_long_warning, write_predictions
+from fcloop.evaluation.generation import (
+    GenerationStopped,
+    build_cases,
+    evaluate_tool_calls,
+    too_long_warning,
+    write_predictions,
+)
 from fcloop.hardware import detect_hardware, plan_compute, record
 from fcloop.model.compile import CompileCounter, compile_for_training
 from fcloop.model.flex_attention import attention_masks_for, refuse_unfused_flex_under_checkpointing
@@ -348,10 +354,37 @@ class EvaluationSetup:
 
 
 def run_evaluation(
-    setup: EvaluationSetup, step: int, compile_counter: CompileCounter, logger, note: Callable[[str], None]
-) -> None:
+    setup: EvaluationSetup,
+    step: int,
+    compile_counter: CompileCounter,
+    logger,
+    note: Callable[[str], None],
+    should_stop: Callable[[], bool],
+) -> bool:
     """One evaluation pass at `step`: eval loss, the tool-call cases and BFCL's cases by generation; logged,
-    and every prediction written under out_dir/eval (rank 0)."""
+    and every prediction written under out_dir/eval (rank 0). False when `should_stop` ended the generation
+    part-way: then nothing of this pass is logged or written (half an evaluation would read as a whole one)."""
+    try:
+        values, predictions, bfcl_records = evaluation_results(setup, compile_counter, should_stop)
+    except GenerationStopped:
+        return False
+    eval_folder = setup.out_dir / "eval"
+    if predictions is not None:
+        logger.text("eval/generations", generations_markdown(predictions[:3]), step)
+        if setup.world.is_main:  # every case, to read what the model did (TensorBoard shows the first few)
+            write_predictions(eval_folder / f"predictions_step_{step:06d}.jsonl", predictions)
+    if bfcl_records is not None and setup.world.is_main:
+        write_predictions(eval_folder / f"bfcl_predictions_step_{step:06d}.jsonl", bfcl_records)
+    logger.log(step, values)
+    note(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, float)))
+    return True
+
+
+def evaluation_results(
+    setup: EvaluationSetup, compile_counter: CompileCounter, should_stop: Callable[[], bool]
+) -> tuple[dict[str, float | int | None], list[dict] | None, list[dict] | None]:
+    """(metrics, tool-call predictions, BFCL records) of one evaluation pass; a list is None where this rank
+    generated none. GenerationStopped when `should_stop` ended a generation."""
     config, world, model, runner = setup.config, setup.world, setup.model, setup.runner
     data, tokenizer = setup.data, setup.tokenizer
     with compile_counter.phase("eval"):
@@ -361,6 +394,7 @@ def run_evaluation(
             fixed_shape=setup.compiled,
         )  # fmt: skip
     values: dict[str, float | int | None] = {"eval/loss": eval_loss}
+    predictions = bfcl_records = None
     # Rank 0 generates; under FSDP every rank must join each layer's gathering, so all generate the same.
     if setup.cases and (world.is_main or world.sharded):
         # Generation runs uncompiled with eager attention (fcloop.evaluation.generation.generate): it compiles
@@ -369,26 +403,21 @@ def run_evaluation(
         with gathered as whole_model, compile_counter.phase("generate", compiles=False):
             scores, predictions = evaluate_tool_calls(
                 whole_model, tokenizer, setup.cases, config.data.think_instruction, config.eval.max_new_tokens,
-                config.eval.batch_size, setup.device, synced_ranks=world.sharded,
+                config.eval.batch_size, setup.device, synced_ranks=world.sharded, should_stop=should_stop,
             )  # fmt: skip
         values.update({f"eval/{name}": value for name, value in scores.items()})
-        logger.text("eval/generations", generations_markdown(predictions[:3]), step)
-        if world.is_main:  # every case, to read what the model did (TensorBoard shows the first few)
-            write_predictions(setup.out_dir / "eval" / f"predictions_step_{step:06d}.jsonl", predictions)
     if data.bfcl_cases and (world.is_main or world.sharded):  # BFCL's cases, scored by its rules
         gathered = root_gathered(runner) if world.sharded else contextlib.nullcontext(model)
         with gathered as whole_model, compile_counter.phase("generate", compiles=False):
             bfcl_scores, bfcl_records = evaluate_bfcl(
                 whole_model, tokenizer, data.bfcl_cases, config.data.think_instruction, config.eval.max_new_tokens,
                 config.eval.batch_size, setup.device, setup.bfcl_limit, synced_ranks=world.sharded,
+                should_stop=should_stop,
             )  # fmt: skip
         values.update(bfcl_scores)
-        if world.is_main:
-            write_predictions(setup.out_dir / "eval" / f"bfcl_predictions_step_{step:06d}.jsonl", bfcl_records)
     if setup.compiled:
         values.update(compile_counter.metrics())
-    logger.log(step, values)
-    note(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, float)))
+    return values, predictions, bfcl_records
 
 
 def save_step_checkpoint(
@@ -542,11 +571,34 @@ def train_in_folder(config: Config, world: World, stop_after_steps: int | None) 
     # Installed before the step-0 evaluation: a SIGTERM there (a preemption) must stop cleanly, not kill.
     # The bar is closed however the block ends: an error message then starts on its own line, not after the bar.
     with StopRequest() as stop, contextlib.closing(progress):
-        if evaluate and state.step == 0:
-            run_evaluation(evaluation, 0, compile_counter, logger, note)
+        # Asked while an evaluation generates, so that a SIGTERM ends it within a decoding step rather than
+        # minutes later. Under FSDP every rank generates in step: the answer must be the same on every rank.
+        def stop_requested() -> bool:
+            return any_rank(stop.requested is not None, world) if world.sharded else stop.requested is not None
+
+        def evaluate_at_this_step() -> None:
+            completed = run_evaluation(evaluation, state.step, compile_counter, logger, note, stop_requested)
+            state.evaluation_pending = any_rank(not completed, world)  # rank 0 alone generates without FSDP
+
+        def stopped_note(where: str, checkpoint: str) -> str:
+            pending = f"; the evaluation at step {state.step} was stopped part-way, kept nowhere, and runs again"
+            return (
+                f"{stop.requested}: stopped {where}, {checkpoint}{pending if state.evaluation_pending else ''}; "
+                'resume with checkpoint.resume = "auto"'
+            )
+
+        loaded_pending = state.evaluation_pending
+        if evaluate and ((state.step == 0 and resume_from is None) or state.evaluation_pending):
+            evaluate_at_this_step()
         stopped_before_training = any_rank(stop.requested is not None, world)
         if stopped_before_training:
-            note(f"{stop.requested}: stopped at step {state.step}, before training; no checkpoint was needed")
+            # A checkpoint even at step 0: the folder now holds this run's logs, and "auto" continues only from
+            # one. A resumed run's own checkpoint still holds this state unless its pending evaluation is done.
+            if resume_from is None or state.evaluation_pending != loaded_pending:
+                save_step_checkpoint(out_dir, model, optimizer, state, config.checkpoint.keep_last, fingerprint, world)
+                note(stopped_note(f"at step {state.step}, before training", "checkpoint written"))
+            else:
+                note(stopped_note(f"at step {state.step}, before training", f"its checkpoint {resume_from.name} kept"))
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
 
@@ -607,18 +659,17 @@ def train_in_folder(config: Config, world: World, stop_after_steps: int | None) 
                 }
                 logger.log(state.step, metrics)
             if evaluate and (state.step % config.eval.every_steps == 0 or state.step == total_steps):
-                run_evaluation(evaluation, state.step, compile_counter, logger, note)
+                evaluate_at_this_step()
             stop_now = any_rank(stop.requested is not None, world)
             if stop_now or (config.checkpoint.every_steps and state.step % config.checkpoint.every_steps == 0):
                 save_step_checkpoint(out_dir, model, optimizer, state, config.checkpoint.keep_last, fingerprint, world)
             if stop_now:
-                note(f"{stop.requested}: stopped after step {state.step}, checkpoint written; resume with "
-                               "checkpoint.resume = \"auto\"")  # fmt: skip
+                note(stopped_note(f"after step {state.step}", "checkpoint written"))
                 break
 
     progress.close()
     logger.close()
-    if state.step >= total_steps:
+    if state.step >= total_steps and not state.evaluation_pending:  # the last evaluation belongs to the run
         adapter_state = full_trainable_state(model)  # a collective: every rank
         if world.is_main:
             save_final(out_dir / "final", model, tokenizer, config, adapter_state)

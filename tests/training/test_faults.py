@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 from tiny_data import write_tiny_data
 
+import fcloop.evaluation.generation
 import fcloop.training.checkpoint
 import fcloop.training.loop
 from fcloop.config import load_config
@@ -141,6 +142,60 @@ def test_sigterm_finishes_the_step_writes_a_checkpoint_and_exits_cleanly(tmp_pat
     assert f"SIGTERM: stopped after step {steps}, checkpoint written" in output
     assert [p.name for p in list_checkpoints(out)] == [f"step_{steps:06d}"]
     assert not (out / "final").exists()
+
+
+@pytest.mark.parametrize("stopped_at", [0, 2, 4])  # before training, between steps, after the last step
+def test_sigterm_during_an_evaluation_ends_it_at_once_and_the_resumed_run_does_it_again(
+    tmp_path, tiny_data, monkeypatch, capsys, stopped_at
+):
+    """A preemption's grace period is seconds; an evaluation's generation on a CPU is minutes. A SIGTERM while it
+    generates ends it within a decoding step; nothing of the cut evaluation is logged or written, the
+    checkpoint says it is pending, no final/ is written before it is done, and the resumed run evaluates that
+    step first: its metrics and predictions equal an uninterrupted run's."""
+    common = (
+        "--train.max_steps=4", "--eval.every_steps=2", "--checkpoint.every_steps=0",
+        "--eval.max_cases=4", "--eval.batch_size=2", "--eval.max_new_tokens=48",
+    )  # fmt: skip
+    evaluating: dict = {"forwards_after_signal": 0}
+    real_evaluation, real_left_pad = fcloop.training.loop.run_evaluation, fcloop.evaluation.generation.left_pad
+
+    def tracked_evaluation(setup, step, *args, **kwargs):
+        evaluating["step"] = step
+        return real_evaluation(setup, step, *args, **kwargs)
+
+    def left_pad_then_preempted(*args, **kwargs):  # the first batch of that evaluation is about to decode
+        if evaluating.get("step") == stopped_at and "signalled" not in evaluating:
+            evaluating["signalled"] = True
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_left_pad(*args, **kwargs)
+
+    def count_model_forwards(module, args, output):
+        if "signalled" in evaluating and type(module).__name__.endswith("ForCausalLM"):
+            evaluating["forwards_after_signal"] += 1
+
+    monkeypatch.setattr(fcloop.training.loop, "run_evaluation", tracked_evaluation)
+    monkeypatch.setattr(fcloop.evaluation.generation, "left_pad", left_pad_then_preempted)
+    out = tmp_path / "stopped"
+    hook = torch.nn.modules.module.register_module_forward_hook(count_model_forwards)
+    try:
+        train(config_for(out, tiny_data, *common))
+    finally:
+        hook.remove()
+    output = capsys.readouterr().out
+    assert evaluating["forwards_after_signal"] == 1, evaluating  # the prompt's forward, then no decoding step
+    assert f"the evaluation at step {stopped_at} was stopped part-way, kept nowhere, and runs again" in output
+    assert [p.name for p in list_checkpoints(out)] == [f"step_{stopped_at:06d}"] and not (out / "final").exists()
+    assert not [r for r in read_metrics(out) if r["step"] == stopped_at and "eval/loss" in r]
+    assert not (out / "eval" / f"predictions_step_{stopped_at:06d}.jsonl").exists()
+    monkeypatch.undo()
+    train(config_for(out, tiny_data, *common))
+    whole = config_for(tmp_path / "whole", tiny_data, *common)
+    train(whole)
+    assert comparable(read_metrics(out)) == comparable(read_metrics(whole.run.out_dir))
+    for step in (0, 2, 4):
+        name = f"eval/predictions_step_{step:06d}.jsonl"
+        assert (out / name).read_text() == (Path(whole.run.out_dir) / name).read_text(), name
+    assert (out / "final").is_dir()
 
 
 def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_data):

@@ -209,24 +209,35 @@ def test_restart_into_an_empty_folder_just_starts(tmp_path, data, capsys):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# SIGTERM during the step-0 evaluation
+# SIGTERM as the step-0 evaluation ends
 
 
-def test_sigterm_during_the_first_evaluation_stops_cleanly(tmp_path, data, capsys, monkeypatch):
+def test_sigterm_as_the_first_evaluation_ends_keeps_it_and_stops_cleanly(tmp_path, data, capsys, monkeypatch):
     real = fcloop.training.loop.run_evaluation
 
     def evaluation_preempted(setup, step, *args, **kwargs):
-        real(setup, step, *args, **kwargs)
+        completed = real(setup, step, *args, **kwargs)
         if step == 0:
-            os.kill(os.getpid(), signal.SIGTERM)  # as a preemption would, mid-evaluation
+            os.kill(os.getpid(), signal.SIGTERM)  # as a preemption would, just as the evaluation ends
+        return completed
 
     monkeypatch.setattr(fcloop.training.loop, "run_evaluation", evaluation_preempted)
     out = tmp_path / "run"
     code, stdout, err = run_train(capsys, out, data, "--eval.every_steps=1", "--checkpoint.resume=never")
     assert code == 0 and "error" not in err  # stderr holds only the progress bar
-    assert "SIGTERM: stopped at step 0, before training; no checkpoint was needed" in stdout.splitlines()
+    assert (
+        'SIGTERM: stopped at step 0, before training, checkpoint written; resume with checkpoint.resume = "auto"'
+        in stdout.splitlines()
+    )
     assert [r["step"] for r in read_metrics(out)] == [0]
-    assert list_checkpoints(out) == [] and not (out / "final").exists()
+    assert [p.name for p in list_checkpoints(out)] == ["step_000000"] and not (out / "final").exists()
+    # Run again as the message says: it continues from that checkpoint, without a second step-0 evaluation.
+    monkeypatch.undo()
+    code, stdout, err = run_train(capsys, out, data, "--eval.every_steps=1", "--checkpoint.resume=auto")
+    assert code == 0 and "resumed from" in stdout and (out / "final").is_dir()
+    assert [(r["step"], "eval/loss" in r) for r in read_metrics(out)] == [
+        (0, True), (1, False), (1, True), (2, False), (2, True)
+    ]  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------------
