@@ -1,6 +1,7 @@
 """The packaged demo data: what its generator writes, every conversation fits the demo's rows, every call is
-valid for the tools offered and typed as their schemas say, thoughts are one short sentence, the data has the
-variety it promises (many tools, the right one anywhere in the list), and it holds no BFCL content."""
+valid for the tools offered and typed as their schemas say, thoughts read the request and the tools before they
+decide, the data has the variety it promises (many tools, the right one anywhere in the list), and it holds no
+BFCL content."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from fcloop.data.demo_data.generate import (
     EVAL_SIZE,
     KIND_SHARES,
     NUMBER_WORDS,
+    OPENERS,
     TRAIN_SIZE,
     ToolParam,
     draw_value,
@@ -104,24 +106,45 @@ def test_every_call_is_valid_for_the_tools_offered():
     assert calls > TRAIN_SIZE
 
 
-def test_thoughts_restate_the_request_before_they_name_a_tool():
-    """A thought says what is asked (the thing and its values) first; the tools and the number of calls come
-    after, from the request: no thought opens with a tool or a count, none names a count it cannot know."""
+def split_thought(thought: str) -> tuple[str, str, str]:
+    """(what is asked, the tools part, the decision): the thought's three parts, in that order."""
+    asked, _, rest = thought.partition(" Tools: ")
+    tools, _, decision = rest.partition("). ")  # each tool is listed as `name (what it does)`
+    return asked, tools + ")", decision
+
+
+def test_thoughts_read_the_request_and_the_tools_before_they_decide():
+    """Every thought has one shape, whatever the answer: the request restated first (one numbered item per call,
+    no tool named), then every offered tool with what it does, in the offered order, then the decision: which
+    tool serves which item, or that none does. The opener says nothing of the kind of answer, and no thought
+    names a count, so the number of calls is the number of items the thought has listed."""
+    openers_by_kind = collections.defaultdict(collections.Counter)
     for split in ("train", "eval"):
         for row in rows(split):
             _, answer = answers(row)
-            thought = answer.think
-            assert thought and len(thought.split()) <= 48 and thought[-1] == ".", (row["id"], thought)
+            thought, names = answer.think, [call["name"] for call in answer.calls]
+            assert thought and len(thought.split()) <= 110 and thought[-1] == ".", (row["id"], thought)
+            offered = [function_of(tool)["name"] for tool in row["tools"]]
+            asked, tools, decision = split_thought(thought)
+            assert [part.split(" (")[0] for part in tools.split("; ")] == offered, (row["id"], thought)
+            assert not any(name in asked for name in offered), (row["id"], thought)
+            assert not re.search(r"\b(twice|three times|four times|calls to|once each)\b", thought), row["id"]
+            openers_by_kind[kind(row)][next(opener for opener in OPENERS if asked.startswith(opener))] += 1
+            items = re.findall(r"\((\d)\) ", asked)
             if not answer.calls:
-                assert answer.answer_text
+                assert answer.answer_text and items == ["1"], (row["id"], thought)
+                assert not any(name in decision for name in offered), (row["id"], thought)
                 continue
-            names = [call["name"] for call in answer.calls]
-            assert all(name in thought for name in names) and answer.think_before_call, (row["id"], thought)
-            before_tool = thought[: min(thought.index(name) for name in names)]
-            assert len(before_tool.split()) >= 3, (row["id"], thought)
-            assert not re.search(r"\b(twice|three times|four times|calls to)\b", thought), (row["id"], thought)
-            if kind(row) == "parallel":  # one listed item per call, before the tool is named
-                assert before_tool.count("; ") == len(names) - 1, (row["id"], thought)
+            assert answer.think_before_call
+            assert items == [str(number) for number in range(1, len(names) + 1)], (row["id"], thought)
+            served = {}
+            for part in decision.split(": ", 1)[-1].removeprefix("Use ").rstrip(".").split("; "):
+                name, _, numbers = part.partition(" for ")
+                served.update({int(number): name for number in re.findall(r"\((\d)\)", numbers)})
+            assert [served[number] for number in range(1, len(names) + 1)] == names, (row["id"], thought)
+    # The opener is drawn for every kind alike: it gives no hint of a call, a count or no call.
+    assert len({frozenset(counts) for counts in openers_by_kind.values()}) == 1, openers_by_kind
+    assert all(len(counts) >= 3 for counts in openers_by_kind.values()), openers_by_kind
 
 
 def test_no_answer_repeats_a_call():

@@ -8,7 +8,8 @@ or camelCase parameter names, type spellings (`number`/`float`, `object`/`dict`)
 and without defaults, enums, arrays and nested objects. Requests state the values in words ("five", "$25,000",
 "4.5%", "March 3, 2026") and the call carries them typed as the schema says (5, 25000, 0.045 or 4.5, "2026-03-03").
 Kinds: one call, parallel calls (one tool several times, or two tools), and no call (the tools offered cannot
-do it, or no tool is needed). Thoughts are one short sentence that gets to the call.
+do it, or no tool is needed). Every thought lists what is asked (one numbered item per result wanted), then
+what each offered tool does, then which tool serves which item, or that none does.
 
 Rows use the hermes layout with the tools in a `tools` column (no system turn), so the prompt is the project's
 own tools preamble (`fcloop.data.gemma_format.tools_prompt`), the one any tool list is rendered with at eval time.
@@ -391,13 +392,14 @@ class Call:
 
 @dataclass(frozen=True)
 class Request:
-    """A request's text, the calls that serve it, and what the thought restates: the thing asked for and the
-    values that tell the calls apart (one entry per call; for one call, its first values)."""
+    """A request's text, the calls that serve it, and what the thought restates in the user's words: the
+    thing asked for, the phrases every call shares, and one item per call (the phrases that call alone has)."""
 
     text: str
     calls: tuple[Call, ...]
     noun: str
-    said: tuple[str, ...]
+    shared: tuple[str, ...]
+    items: tuple[str, ...]
 
 
 def _said_params(rng: random.Random, tool: BuiltTool) -> list[ToolParam]:
@@ -416,15 +418,15 @@ def draw_distinct(rng: random.Random, tool_param: ToolParam, taken: set[str]) ->
 
 def single_request(rng: random.Random, tool: BuiltTool) -> Request:
     """A request for one call of `tool`, and that call."""
-    arguments, phrases, taken, said_values = {}, [], set(), []
+    arguments, phrases, taken = {}, [], set()
     for tool_param in _said_params(rng, tool):
         value, said = draw_distinct(rng, tool_param, taken)
         arguments[tool_param.name] = value
         phrases.append(phrase(rng, tool_param, value, said))
-        if said:
-            said_values.append(said)
-    text = _sentence(rng, rng.choice(tool.concept.asks), _joined_phrases(rng, phrases))
-    return Request(text, (Call(tool.name, arguments),), tool.concept.noun, tuple(said_values[:3]))
+    # The item keeps the phrases in the schema's order, before _joined_phrases may shuffle the request's.
+    item = ", ".join(phrases)
+    text = _sentence(rng, rng.choice(tool.concept.asks), _joined_phrases(rng, list(phrases)))
+    return Request(text, (Call(tool.name, arguments),), tool.concept.noun, (), (item,) if item else ())
 
 
 def parallel_request(rng: random.Random, tool: BuiltTool, count: int) -> Request | None:
@@ -440,7 +442,7 @@ def parallel_request(rng: random.Random, tool: BuiltTool, count: int) -> Request
             value, spoken = draw_distinct(rng, tool_param, taken)
             shared[tool_param.name] = value
             shared_phrases.append(phrase(rng, tool_param, value, spoken))
-    calls, groups, seen, items = [], [], set(), []
+    calls, groups, seen = [], [], set()
     for _ in range(count * 10):
         drawn = [(p, *draw_value(rng, p)) for p in varying]
         key = json.dumps([value for _, value, _ in drawn])
@@ -452,11 +454,10 @@ def parallel_request(rng: random.Random, tool: BuiltTool, count: int) -> Request
         arguments.update({p.name: value for p, value, _ in drawn})
         calls.append(Call(tool.name, arguments))
         groups.append(" ".join(phrase(rng, p, value, spoken) for p, value, spoken in drawn))
-        items.append(" ".join(spoken_values))
         if len(calls) == count:
             body = " ".join([*shared_phrases, _join(groups)])
             text = _sentence(rng, rng.choice(tool.concept.asks), body)
-            return Request(text, tuple(calls), tool.concept.noun, tuple(items))
+            return Request(text, tuple(calls), tool.concept.noun, tuple(shared_phrases), tuple(groups))
     return None
 
 
@@ -485,57 +486,68 @@ def call_turn(thought: str, calls: list[Call] | tuple[Call, ...]) -> Turn:
     return {"from": "gpt", "value": _think(thought) + "\n".join(blocks)}
 
 
-# Thoughts restate what the request asks (its thing and its values) before they name a tool: the tool and the
-# number of calls follow from the request, never the other way round, and no fixed sentence fits every row.
+# Every thought has one shape, whatever the answer turns out to be: what is asked, in the user's words, one
+# numbered item per result wanted; then each offered tool with what it does; then which tool serves which item,
+# or that none does. The opener names no tool and no count, so the kind of answer is decided only after the
+# request and the tools are read; the count of calls is the count of items the thought has listed.
+
+OFFERED_TOOLS = "\x00offered tools\x00"
+"""Stands in a draft's thought for the tools offered and what each does, drawn after the draft."""
+
+OPENERS = ("The user asks for", "Asked for", "The request is for", "Wanted:")
 
 
-def summary(request: Request) -> str:
-    return f"{request.noun} ({', '.join(request.said)})" if request.said else request.noun
+def asked(request: Request, first_item: int) -> str:
+    """'a stock forecast for ORBT: (1) for four days; (2) for a week' (items numbered from `first_item`)."""
+    noun = ", ".join((request.noun, *request.shared))
+    if not request.items:
+        return noun
+    numbered = "; ".join(f"({first_item + index}) {item}" for index, item in enumerate(request.items))
+    return f"{noun}: {numbered}"
 
 
-def single_thought(rng: random.Random, request: Request, name: str) -> str:
-    wanted = summary(request)
-    return rng.choice(
+def plan(requests: list[Request]) -> str:
+    """'get_forecast for (1) and (2); convert_money for (3)': each tool with the items it serves, in order."""
+    parts, item = [], 1
+    for request in requests:
+        numbers = [f"({item + index})" for index in range(len(request.calls))]
+        parts.append(f"{request.calls[0].name} for {_join(numbers)}")
+        item += len(request.calls)
+    return "; ".join(parts)
+
+
+def request_thought(rng: random.Random, requests: list[Request]) -> str:
+    """The thought before calls that serve `requests` (one request, or two asked in one message)."""
+    said, item = [], 1
+    for request in requests:
+        said.append(asked(request, item))
+        item += len(request.items)
+    closing = rng.choice(("So: ", "Plan: ", "Use "))
+    return f"{rng.choice(OPENERS)} {'; and '.join(said)}. Tools: {OFFERED_TOOLS}. {closing}{plan(requests)}."
+
+
+def no_tool_thought(rng: random.Random, request: Request) -> str:
+    closing = rng.choice(
         (
-            f"The user wants {wanted}; {name} does that.",
-            f"Asked for {wanted}, which {name} gives.",
-            f"This is a request for {wanted}, so {name}.",
-            f"Needed: {wanted}. The tool for it is {name}.",
+            f"None of them gives {request.noun}, so no call.",
+            f"No tool here provides {request.noun}; I answer in text.",
+            f"Nothing offered does {request.noun}, so I say so.",
         )
     )
+    return f"{rng.choice(OPENERS)} {asked(request, 1)}. Tools: {OFFERED_TOOLS}. {closing}"
 
 
-def parallel_thought(rng: random.Random, request: Request, name: str) -> str:
-    items = "; ".join(request.said)
-    return rng.choice(
-        (
-            f"The user wants {request.noun} for: {items}. One {name} call for each.",
-            f"Asked for {request.noun} for each of: {items}. {name} once per item.",
-            f"Each of {items} needs its own {request.noun}, so one {name} call each.",
-        )
+def chat_thought(rng: random.Random, question: str) -> str:
+    closing = rng.choice(
+        ("No tool is needed for this.", "I can answer this myself, without a tool.", "I answer it directly.")
     )
-
-
-def mixed_thought(rng: random.Random, first: Request, second: Request) -> str:
-    def part(request: Request) -> str:
-        if len(request.calls) == 1:
-            return f"{summary(request)} with {request.calls[0].name}"
-        return f"{request.noun} for {'; '.join(request.said)} with {request.calls[0].name}, once each"
-
-    return rng.choice(
-        (
-            f"The user asks for {part(first)}, and also {part(second)}.",
-            f"First {part(first)}; then {part(second)}.",
-        )
-    )
+    asked = _lower_first(question.rstrip("?.!"))
+    return f"{rng.choice(OPENERS)} an answer: (1) {asked}. Tools: {OFFERED_TOOLS}. {closing}"
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Conversations: a draft picks concepts and turns, then the tool list is offered around it
 # ---------------------------------------------------------------------------------------------------------
-
-OFFERED_NAMES = "\x00offered\x00"
-"""Stands in a draft's answer for the names of the tools offered, which are drawn after the draft."""
 
 
 @dataclass(frozen=True)
@@ -549,7 +561,7 @@ class Draft:
 def draft_single(rng: random.Random, concepts: list[Concept]) -> Draft | None:
     tool = build_tool(rng, rng.choice(concepts))
     request = single_request(rng, tool)
-    answer = call_turn(single_thought(rng, request, tool.name), request.calls)
+    answer = call_turn(request_thought(rng, [request]), request.calls)
     return Draft((tool,), ({"from": "human", "value": chatty(rng, request.text)}, answer))
 
 
@@ -558,7 +570,7 @@ def draft_parallel(rng: random.Random, concepts: list[Concept]) -> Draft | None:
     request = parallel_request(rng, tool, rng.choice((2, 2, 3, 4)))
     if request is None:
         return None
-    answer = call_turn(parallel_thought(rng, request, tool.name), request.calls)
+    answer = call_turn(request_thought(rng, [request]), request.calls)
     return Draft((tool,), ({"from": "human", "value": chatty(rng, request.text)}, answer))
 
 
@@ -569,21 +581,14 @@ def draft_parallel_mixed(rng: random.Random, concepts: list[Concept]) -> Draft |
     request2 = (parallel_request(rng, second, 2) if rng.random() < 0.35 else None) or single_request(rng, second)
     joiner = rng.choice(("Also, ", "And ", "Then ", ""))
     text = request1.text + " " + (joiner + _lower_first(request2.text) if joiner else request2.text)
-    answer = call_turn(mixed_thought(rng, request1, request2), request1.calls + request2.calls)
+    answer = call_turn(request_thought(rng, [request1, request2]), request1.calls + request2.calls)
     return Draft((first, second), ({"from": "human", "value": chatty(rng, text)}, answer))
 
 
 def draft_irrelevant(rng: random.Random, concepts: list[Concept]) -> Draft | None:
     wanted = build_tool(rng, rng.choice(concepts))
     request = single_request(rng, wanted)
-    noun, asked = request.noun, summary(request)
-    thought = rng.choice(
-        (
-            f"The user wants {asked}. The tools here ({OFFERED_NAMES}) do other things, so no call.",
-            f"Asked for {asked}; none of {OFFERED_NAMES} provides that.",
-            f"This needs {asked}, and {OFFERED_NAMES} cannot give it, so I answer in text.",
-        )
-    )
+    noun, thought = request.noun, no_tool_thought(rng, request)
     answer = rng.choice(
         (
             f"I can't help with {noun} using the tools I have here.",
@@ -597,13 +602,7 @@ def draft_irrelevant(rng: random.Random, concepts: list[Concept]) -> Draft | Non
 
 def draft_chat(rng: random.Random, concepts: list[Concept]) -> Draft | None:
     question, answer = rng.choice(CHAT)
-    thought = rng.choice(
-        (
-            "No tool is needed for this.",
-            "I can answer this myself, without a tool.",
-            "A general question; I'll answer it directly.",
-        )
-    )
+    thought = chat_thought(rng, question)
     return Draft((), ({"from": "human", "value": question}, {"from": "gpt", "value": _think(thought) + answer}))
 
 
@@ -637,7 +636,7 @@ def sibling_tool(rng: random.Random, tool: BuiltTool) -> BuiltTool | None:
     return None
 
 
-def offer(rng: random.Random, draft: Draft, concepts: list[Concept]) -> list[Tool]:
+def offer(rng: random.Random, draft: Draft, concepts: list[Concept]) -> list[BuiltTool]:
     """The used tools plus distractors (mostly of the same domain: similar tools; sometimes a sibling that does
     another thing with the same object), in random order."""
     count = rng.choices(list(TOOL_COUNT_WEIGHTS), weights=list(TOOL_COUNT_WEIGHTS.values()))[0]
@@ -646,25 +645,30 @@ def offer(rng: random.Random, draft: Draft, concepts: list[Concept]) -> list[Too
     domains = {tool.concept.domain for tool in draft.used}
     allowed = [c for c in concepts if c not in taken and c.domain not in draft.avoid_domains]
     near = [c for c in allowed if c.domain in domains]
-    tools = [tool.schema for tool in draft.used]
+    tools = list(draft.used)
     if draft.used and rng.random() < SIBLING_SHARE:
         sibling = sibling_tool(rng, rng.choice(draft.used))
         if sibling is not None:
-            tools.append(sibling.schema)
+            tools.append(sibling)
             count = max(count, len(tools))
     while len(tools) < count:
         pool = near if near and rng.random() < 0.6 else allowed
         concept = rng.choice(pool)
         taken.add(concept)
         near, allowed = [c for c in near if c != concept], [c for c in allowed if c != concept]
-        tools.append(build_tool(rng, concept).schema)
+        tools.append(build_tool(rng, concept))
     rng.shuffle(tools)
     return tools
 
 
-def with_offered_names(turns: tuple[Turn, ...], tools: list[Tool]) -> list[Turn]:
-    names = _join([tool.get("function", tool)["name"] for tool in tools])
-    return [{**turn, "value": turn["value"].replace(OFFERED_NAMES, names)} for turn in turns]
+def what_it_does(tool: BuiltTool) -> str:
+    """A tool's job in three or four words, as its name and description say it: 'get weather forecast'."""
+    return f"{tool.concept.verb} {tool.concept.obj.replace('_', ' ')}"
+
+
+def with_offered_tools(turns: tuple[Turn, ...], tools: list[BuiltTool]) -> list[Turn]:
+    listing = "; ".join(f"{tool.name} ({what_it_does(tool)})" for tool in tools)
+    return [{**turn, "value": turn["value"].replace(OFFERED_TOOLS, listing)} for turn in turns]
 
 
 def conversation_chars(row: Row) -> int:
@@ -704,7 +708,7 @@ def _new_row(rng: random.Random, kind: str, concepts: list[Concept], seen: set[s
         if draft is None:
             continue
         tools = offer(rng, draft, concepts)
-        row = {"tools": tools, "conversations": with_offered_names(draft.turns, tools)}
+        row = {"tools": [tool.schema for tool in tools], "conversations": with_offered_tools(draft.turns, tools)}
         key = json.dumps(row, ensure_ascii=False)
         # `seen` spans both splits, so eval never repeats a training conversation.
         if conversation_chars(row) <= MAX_CHARS and key not in seen:
