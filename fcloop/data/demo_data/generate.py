@@ -541,8 +541,8 @@ def chat_thought(rng: random.Random, question: str) -> str:
     closing = rng.choice(
         ("No tool is needed for this.", "I can answer this myself, without a tool.", "I answer it directly.")
     )
-    asked = _lower_first(question.rstrip("?.!"))
-    return f"{rng.choice(OPENERS)} an answer: (1) {asked}. Tools: {OFFERED_TOOLS}. {closing}"
+    item = _lower_first(question.rstrip("?.!"))
+    return f"{rng.choice(OPENERS)} an answer: (1) {item}. Tools: {OFFERED_TOOLS}. {closing}"
 
 
 # ---------------------------------------------------------------------------------------------------------
