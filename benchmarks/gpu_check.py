@@ -1,22 +1,26 @@
 """Flex attention on the GPU gives eager attention's numbers: loss, final hidden states, every LoRA gradient.
 
-    python -m benchmarks.gpu_check --json OUT.json                  # gemma-2-2b shapes, bf16, on CUDA
-    python -m benchmarks.gpu_check --device cpu --tiny --json OUT   # the tiny model in fp32 (a CPU test)
+    python -m benchmarks.gpu_check --json OUT.json                  # gemma-2-2b shapes, fp32 and bf16, on CUDA
+    python -m benchmarks.gpu_check --device cpu --tiny --json OUT   # the tiny model, fp32 and bf16 (a CPU test)
 
 gemma-2-2b's architecture with random weights (nothing to download), q_proj scaled so that Gemma-2's
 attention softcap (50) binds, LoRA on every projection and lm_head with B non-zero (so A gets gradients),
 no dropout. Two packed rows of several documents, one longer than the sliding window (4096), run through
-`fcloop.training.loop.forward_loss` with activation checkpointing, as the loop trains: once with eager attention and
-per-document dense masks (the reference), then with flex attention and per-document block masks: flex
-compiled by transformers (layers eager), then with every decoder layer compiled (`train.compile`). Each
-variant's loss, final hidden states and gradients are compared with the reference by relative error
-(||a - b|| / ||b||, per tensor) against the tolerances below; the JSON holds every number, and the exit
-status is 1 if any comparison fails.
+`fcloop.training.loop.forward_loss` with activation checkpointing, as the loop trains. The truth is eager
+attention with per-document dense masks in fp32 (the bf16 model's weights, upcast). Then flex attention with
+per-document block masks, compiled by transformers (layers eager) and with every decoder layer compiled
+(`train.compile`), in each precision of `--precisions`:
+- fp32: within tight tolerances of the truth (a wrong mask, softcap or gradient is off by far more);
+- bf16: eager attention in bf16 is run too, as the yardstick; flex in bf16 must be within the bf16 tolerance of
+  the fp32 truth or no further from it than BF16_MARGIN times eager's error (see BF16_MARGIN).
+Errors are relative (||a - b|| / ||b||, per tensor); the JSON holds every number, and the exit status is 1 if
+any comparison fails.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -44,6 +48,12 @@ TOLERANCES = {
     "bf16": {"loss": 1e-2, "hidden": 3e-2, "gradient": 5e-2},
     "fp32": {"loss": 1e-5, "hidden": 1e-4, "gradient": 1e-3},
 }
+# A bf16 run is judged against the fp32 truth beside eager attention in bf16: with the softcap binding, eager
+# computes its scores in bf16 (0.25 apart near the cap of 50, a 28% step in a softmax weight), and random weights
+# amplify such rounding through 26 layers (measured on an H200: eager bf16 and flex bf16 then differ by 48% in the
+# final hidden states, while the two flex variants agree). Flex in bf16 passes where it is within the tolerance of
+# the truth, or no further from it than BF16_MARGIN times eager's own error on the same measure.
+BF16_MARGIN = 1.25
 GEMMA_ROWS = ((4400, 208), (1500, 1100, 900, 700, 408))  # 4608 tokens each; 4400 > the window of 4096
 TINY_ROWS = ((70, 30, 28), (40, 50, 38))  # 128 tokens each; the tiny model's window is 24
 GEMMA_QUERY_SCALE = 60.0  # random-init scores have a std near 1 (estimate); x60 puts many past the softcap of 50
@@ -146,38 +156,56 @@ def run_variant(model: nn.Module, batch: Batch, precision: str, device: torch.de
     }
 
 
-def compare(variant: dict, reference: dict, tolerances: dict) -> dict:
-    """Relative errors of a variant against the reference, each with its tolerance and verdict."""
-    loss_error = relative_error(variant["loss"], reference["loss"])
-    hidden_error = relative_error(variant["hidden"], reference["hidden"])
+def compare(variant: dict, truth: dict, tolerances: dict, yardstick: dict | None = None) -> dict:
+    """Relative errors of a run against the truth, each with its limit and verdict. The limit is the
+    tolerance; with a `yardstick` (eager attention's comparison in the same precision), it is the larger of the
+    tolerance and BF16_MARGIN times eager's error on the same measure (per gradient tensor for gradients)."""
+
+    def limit(tolerance: float, eager_error: float | None) -> float:
+        return tolerance if eager_error is None else max(tolerance, BF16_MARGIN * eager_error)
+
+    def eager(measure: str) -> float | None:
+        return None if yardstick is None else yardstick[measure]["relative_error"]
+
+    loss_error = relative_error(variant["loss"], truth["loss"])
+    hidden_error = relative_error(variant["hidden"], truth["hidden"])
     per_tensor = {
-        name: relative_error(gradient, reference["gradients"][name]) for name, gradient in variant["gradients"].items()
+        name: relative_error(gradient, truth["gradients"][name]) for name, gradient in variant["gradients"].items()
     }
-    worst = max(per_tensor, key=lambda name: per_tensor[name] if per_tensor[name] == per_tensor[name] else 1e300)
-    gradients_ok = variant["gradients"].keys() == reference["gradients"].keys() and all(
-        error <= tolerances["gradient"]
-        for error in per_tensor.values()  # NaN compares False: not ok
+    eager_per_tensor = None if yardstick is None else yardstick["gradients"]["relative_errors"]
+    limits = {
+        name: limit(tolerances["gradient"], None if eager_per_tensor is None else eager_per_tensor[name])
+        for name in per_tensor
+    }
+    # The tensor furthest past its limit (NaN first: it compares False with everything).
+    worst = max(
+        per_tensor, key=lambda name: per_tensor[name] / limits[name] if per_tensor[name] == per_tensor[name] else 1e300
     )
+    gradients_ok = variant["gradients"].keys() == truth["gradients"].keys() and all(
+        per_tensor[name] <= limits[name]
+        for name in per_tensor  # NaN compares False: not ok
+    )
+    loss_limit, hidden_limit = limit(tolerances["loss"], eager("loss")), limit(tolerances["hidden"], eager("hidden"))
     return {
         "loss": {
             "value": float(variant["loss"]),
-            "reference": float(reference["loss"]),
+            "truth": float(truth["loss"]),
             "relative_error": loss_error,
-            "tolerance": tolerances["loss"],
-            "ok": loss_error <= tolerances["loss"],
+            "limit": loss_limit,
+            "ok": loss_error <= loss_limit,
         },
         "hidden": {
             "relative_error": hidden_error,
-            "max_abs_error": float((variant["hidden"] - reference["hidden"]).abs().max()),
-            "tolerance": tolerances["hidden"],
-            "ok": hidden_error <= tolerances["hidden"],
+            "max_abs_error": float((variant["hidden"] - truth["hidden"]).abs().max()),
+            "limit": hidden_limit,
+            "ok": hidden_error <= hidden_limit,
         },
         "gradients": {
             "tensors": len(per_tensor),
             "worst": worst,
             "worst_relative_error": per_tensor[worst],
+            "worst_limit": limits[worst],
             "median_relative_error": sorted(per_tensor.values())[len(per_tensor) // 2],
-            "tolerance": tolerances["gradient"],
             "ok": gradients_ok,
             "relative_errors": per_tensor,
         },
@@ -205,6 +233,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--json", required=True, help="where to write the report")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--tiny", action="store_true", help="the tiny Gemma-2 in fp32 instead of gemma-2-2b in bf16")
+    parser.add_argument(
+        "--precisions",
+        default="fp32,bf16",
+        help="comma list: fp32 (flex against the fp32 truth, tight), bf16 (flex in bf16 against the same truth, "
+        "no further from it than eager in bf16 is); default both",
+    )
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(list(argv))
 
@@ -227,12 +261,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def check(args: argparse.Namespace, device: torch.device, command: str) -> dict:
-    """Build the model, run the reference and every flex variant, write the report after each; return it."""
-    precision = "fp32" if args.tiny else "bf16"
-    dtype = torch.float32 if args.tiny else torch.bfloat16
-    tolerances = TOLERANCES[precision]
+    """Build the model, run the fp32 truth and every variant in each precision, write the report after each
+    variant; return it."""
+    precisions = [name for name in args.precisions.split(",") if name]
+    unknown = sorted(set(precisions) - set(TOLERANCES))
+    if unknown or not precisions:
+        raise SystemExit(f"--precisions {args.precisions!r}: choose from fp32, bf16 (comma-separated)")
     rows = TINY_ROWS if args.tiny else GEMMA_ROWS
-    model = build_model(args.tiny, dtype, device, args.seed)
+    working_dtype = torch.bfloat16 if "bf16" in precisions else torch.float32
+    model = build_model(args.tiny, working_dtype, device, args.seed)
+    # The truth: the same weights in fp32 (bf16 values are exact in fp32), eager attention, no autocast.
+    truth_model = copy.deepcopy(model).float() if working_dtype != torch.float32 else model
+    models = {"fp32": truth_model, "bf16": model}
     batch = packed_rows(rows, base_config(model).vocab_size, args.seed).to(device)
     report = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
@@ -240,46 +280,64 @@ def check(args: argparse.Namespace, device: torch.device, command: str) -> dict:
         "transformers": transformers.__version__,
         "command": command,
         "model": "tiny Gemma-2 (fcloop/model/tiny.py)" if args.tiny else "gemma-2-2b shapes, random weights",
-        "precision": precision,
         "rows": [list(lengths) for lengths in rows],
         "sliding_window": base_config(model).sliding_window,
         "query_scale": TINY_QUERY_SCALE if args.tiny else GEMMA_QUERY_SCALE,
         "lora": {"r": LORA.r, "alpha": LORA.alpha, "targets": list(LORA.target_modules), "b_std": LORA_B_STD},
         "softcap_binding": softcap_binding(model, batch),
-        "tolerances": tolerances,
-        "reference": "eager attention, per-document dense masks, checkpointing",
-        "variants": [],
+        "tf32_matmuls": device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32,
+        "truth": "eager attention in fp32 (the same weights), per-document dense masks, checkpointing",
+        "bf16_margin": BF16_MARGIN,
+        "precisions": {},
         "ok": False,
     }
     path = Path(args.json)
     write(report, path)
-    print(f"[gpu_check] reference: eager ({report['model']}, {precision})", flush=True)
-    reference = run_variant(model, batch, precision, device, "eager")
-    report["reference_loss"] = float(reference["loss"])
-    for name, backend in flex_variants(device):
-        print(f"[gpu_check] {name}", flush=True)
-        if backend is not None:  # as the loop compiles (train.compile); on CPU this lets compiled flex train
-            compile_for_training(model_parts(model).decoder, backend)
-        try:
-            variant = run_variant(model, batch, precision, device, "flex_attention")
-            result = {"name": name, **compare(variant, reference, tolerances)}
-        except Exception as error:  # recorded, so the report says which variant failed and how
-            result = {"name": name, "error": f"{type(error).__name__}: {str(error)[:500]}"}
-        report["variants"].append(result)
-        report["ok"] = all(passed(variant) for variant in report["variants"])
-        write(report, path)
-        if "error" in result:
-            print(f"[gpu_check]   error: {result['error']}", flush=True)
-        else:
-            errors = (result["loss"]["relative_error"], result["hidden"]["relative_error"])
-            worst = result["gradients"]
-            print(
-                f"[gpu_check]   relative errors: loss {errors[0]:.2e}, hidden {errors[1]:.2e}, worst gradient "
-                f"{worst['worst_relative_error']:.2e} ({worst['worst']})",
-                flush=True,
+    print(f"[gpu_check] truth: eager in fp32 ({report['model']})", flush=True)
+    truth = run_variant(truth_model, batch, "fp32", device, "eager")
+    report["truth_loss"] = float(truth["loss"])
+    for precision in precisions:
+        part = {"tolerances": TOLERANCES[precision], "variants": []}
+        report["precisions"][precision] = part
+        yardstick = None
+        if precision != "fp32":
+            # What bf16 costs the path everyone trusts: eager attention in bf16 against the same fp32 truth.
+            print(f"[gpu_check] eager in {precision} (the yardstick)", flush=True)
+            eager = run_variant(models[precision], batch, precision, device, "eager")
+            yardstick = compare(eager, truth, TOLERANCES[precision])
+            part["eager"] = {"name": f"eager, {precision}", **yardstick}
+            print_errors(part["eager"])
+        for name, backend in flex_variants(device):
+            name = f"{name}, {precision}"
+            print(f"[gpu_check] {name}", flush=True)
+            if backend is not None:  # as the loop compiles (train.compile); on CPU this lets compiled flex train
+                compile_for_training(model_parts(models[precision]).decoder, backend)
+            try:
+                variant = run_variant(models[precision], batch, precision, device, "flex_attention")
+                result = {"name": name, **compare(variant, truth, TOLERANCES[precision], yardstick)}
+            except Exception as error:  # recorded, so the report says which variant failed and how
+                result = {"name": name, "error": f"{type(error).__name__}: {str(error)[:500]}"}
+            part["variants"].append(result)
+            report["ok"] = all(
+                passed(variant) for each in report["precisions"].values() for variant in each["variants"]
             )
+            write(report, path)
+            print_errors(result)
     print(f"[gpu_check] {'ok' if report['ok'] else 'FAILED'}; wrote {path}")
     return report
+
+
+def print_errors(result: dict) -> None:
+    if "error" in result:
+        print(f"[gpu_check]   error: {result['error']}", flush=True)
+        return
+    worst = result["gradients"]
+    print(
+        f"[gpu_check]   relative errors to the truth: loss {result['loss']['relative_error']:.2e}, hidden "
+        f"{result['hidden']['relative_error']:.2e}, gradients median {worst['median_relative_error']:.2e}, worst "
+        f"{worst['worst_relative_error']:.2e} ({worst['worst']})",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ import torch.nn.functional as F
 import transformers
 from torch import nn
 
+from benchmarks.kernels import markdown_lines as kernel_markdown
+from benchmarks.kernels import profile_step
 from benchmarks.mfu import (
     DATASHEET_PEAK_TFLOPS,
     MatmulCounts,
@@ -229,6 +231,7 @@ class Measurement:
     peak_allocated_gib: float
     peak_reserved_gib: float
     step_function: str
+    profile: dict | None = None
 
 
 def synchronize(device: torch.device) -> None:
@@ -336,7 +339,10 @@ def measure_setting(config: Config, setting: Setting, args: argparse.Namespace, 
     reset_memory(device)
     times = timed_steps(step, args.warmup, args.steps, device)
     allocated, reserved = peak_memory_gib(device)
-    return summarize(batches[args.warmup :], counts, setting, times, allocated, reserved, step_function)
+    measurement = summarize(batches[args.warmup :], counts, setting, times, allocated, reserved, step_function)
+    if args.profile:  # after the timed steps and the memory reading, neither of which includes it; the last batch again
+        measurement.profile = profile_step(step, count - 1, device)
+    return measurement
 
 
 def summarize(
@@ -446,6 +452,8 @@ def record(
         supervised_fraction=measurement.supervised_tokens / measurement.tokens,
         step_function=measurement.step_function,
     )
+    if measurement.profile is not None:
+        entry["profile"] = measurement.profile
     return entry
 
 
@@ -596,7 +604,18 @@ def markdown(report: dict) -> str:
             f"| {number(entry['peak_reserved_gib'], '.2f')} | {number(entry['step_time_s'], '.3f')} "
             f"| {number(entry['speedup_vs_baseline'], '.2f')}x |"
         )
+    profiled = [entry for entry in report["configurations"] if entry.get("profile")]
+    if profiled:
+        lines += ["", "## Where the time goes (`--profile`)", "", KINDS_NOTE, ""]
+        for entry in profiled:
+            lines += kernel_markdown(entry["name"], entry["profile"])
     return "\n".join(lines) + "\n"
+
+
+KINDS_NOTE = (
+    "One extra step per configuration under torch.profiler (not in the timings above): kernels by self device "
+    "time (CPU: operators by self CPU time), grouped by kinds read from their names (benchmarks/kernels.py)."
+)
 
 
 # --- command line ------------------------------------------------------------------------------------------------
@@ -640,6 +659,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--matmul-reps", type=int, default=5, help="timed products for the measured matmul peak")
     parser.add_argument("--fail-fast", action="store_true", help="stop on an error other than out of memory")
+    parser.add_argument(
+        "--profile", action="store_true", help="profile one more step of each configuration: where its time goes"
+    )
     return parser.parse_args(list(argv))
 
 

@@ -39,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -191,19 +191,31 @@ def run_fcloop(config: Config, steps: list[list[list[Encoded]]], warmup: int, de
     times, losses, memory_source, setup_peak = [], [], "", 0.0
     synchronize(device)
     last = time.perf_counter()
-    for index, step in enumerate(steps):
-        if index == warmup:
-            memory_source, setup_peak = reset_peak_memory(device)
-        # Collated inside the step, as the loop does (and as TRL's data loader does inside its step).
-        batches = [collate(step[start : start + micro], tokenizer.pad_token_id) for start in range(0, len(step), micro)]
-        loss, _ = loop.train_step(
-            model, optimizer, parameters, batches, config.train.precision, config.train.max_grad_norm, device, loss_fn
-        )
-        synchronize(device)
-        now = time.perf_counter()
-        times.append(now - last)
-        losses.append(loss)
-        last = now
+    # As fcloop.training.loop.train runs flex (on CUDA, not compiled: transformers compiles flex itself): its
+    # silent fallback to the unfused kernel is an error, and the loop refuses flex under checkpointing without it.
+    with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
+        for index, step in enumerate(steps):
+            if index == warmup:
+                memory_source, setup_peak = reset_peak_memory(device)
+            # Collated inside the step, as the loop does (and as TRL's data loader does inside its step).
+            batches = [
+                collate(step[start : start + micro], tokenizer.pad_token_id) for start in range(0, len(step), micro)
+            ]
+            loss, _ = loop.train_step(
+                model,
+                optimizer,
+                parameters,
+                batches,
+                config.train.precision,
+                config.train.max_grad_norm,
+                device,
+                loss_fn,
+            )
+            synchronize(device)
+            now = time.perf_counter()
+            times.append(now - last)
+            losses.append(loss)
+            last = now
     return {
         "step_times": times,
         "losses": losses,
@@ -461,7 +473,11 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def compare(args: argparse.Namespace, argv: Sequence[str]) -> dict:
+def compare(
+    args: argparse.Namespace, argv: Sequence[str], after_round: Callable[[dict], None] = lambda report: None
+) -> dict:
+    """Every side in every round, alternating; the report, also handed to `after_round` after each round (so a
+    run cut off by a timeout keeps the rounds it finished)."""
     device = torch.device(args.device)
     config_path = args.config or (CUDA_CONFIG if device.type == "cuda" else CPU_CONFIG)
     config = common_config(precision_resolved(load_config(config_path, args.overrides), device))
@@ -475,13 +491,33 @@ def compare(args: argparse.Namespace, argv: Sequence[str]) -> dict:
         for round_index in range(args.rounds):
             for side in SIDES:
                 print(f"[versus_trl] round {round_index + 1}/{args.rounds}: {side}", flush=True)
+                started = time.perf_counter()
                 run = run_side(side, round_index, args, config_path, work)
+                took = f"(its process: {time.perf_counter() - started:.0f} s)"
                 if "error" in run:
-                    print(f"[versus_trl]   failed: {run['error']}", flush=True)
+                    print(f"[versus_trl]   failed {took}: {run['error']}", flush=True)
                 else:
                     rate = sum(c[0] for c in counts[args.warmup :]) / sum(run["step_times"][args.warmup :])
-                    print(f"[versus_trl]   {rate:.1f} tokens/s, loss after the last step {run['losses'][-1]:.4f}")
+                    print(
+                        f"[versus_trl]   {rate:.1f} tokens/s, loss after the last step {run['losses'][-1]:.4f} {took}",
+                        flush=True,
+                    )
                 runs[side].append(run)
+            report = comparison_report(args, argv, device, config_path, config, counts, runs, round_index + 1)
+            after_round(report)
+    return report
+
+
+def comparison_report(
+    args: argparse.Namespace,
+    argv: Sequence[str],
+    device: torch.device,
+    config_path: str,
+    config: Config,
+    counts: list[tuple[int, int, int]],
+    runs: dict[str, list[dict]],
+    rounds_done: int,
+) -> dict:
     sides = {side: summarize_side(side, runs[side], counts, args.warmup) for side in SIDES}
     timed = counts[args.warmup :]
     report = {
@@ -491,7 +527,8 @@ def compare(args: argparse.Namespace, argv: Sequence[str]) -> dict:
         "command": "python -m benchmarks.versus_trl " + shlex.join(argv),
         "config": config_path,
         "versions": package_versions(),
-        "rounds": args.rounds,
+        "rounds": rounds_done,
+        "rounds_asked": args.rounds,
         "warmup": args.warmup,
         "steps": args.steps,
         "settings": {
@@ -558,11 +595,10 @@ def main(argv: Sequence[str] | None = None) -> dict | None:
             f"benchmarks.versus_trl needs TRL, an optional extra of fcloop ({', '.join(missing)} not installed): "
             'pip install -e ".[bench]"'
         )
-    report = compare(args, argv)
     json_path = Path(args.json)
     markdown_path = markdown_path_for(json_path, args.markdown)
+    report = compare(args, argv, lambda so_far: write_report(so_far, json_path, markdown(so_far), markdown_path))
     table = markdown(report)
-    write_report(report, json_path, table, markdown_path)
     print(table)
     print(f"[versus_trl] wrote {json_path} and {markdown_path}")
     return report

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from benchmarks import models, throughput
+from benchmarks.kernels import kind_of
 from benchmarks.mfu import MatmulCounts, document_lengths, flops_per_token, matmul_counts, step_flops, t_eff
 from benchmarks.throughput import Setting
 from fcloop.config import load_config
@@ -239,3 +240,41 @@ def test_each_configuration_is_written_as_soon_as_it_is_measured(tmp_path, monke
     assert [entry["baseline"] for entry in report["configurations"]] == [True]
     assert report["configurations"][0]["tokens_per_sec"] > 0
     assert out.with_suffix(".md").exists() and not list(tmp_path.glob("*.partial"))
+
+
+def test_profile_says_where_a_steps_time_goes(tmp_path):
+    """--profile: one extra, untimed step per configuration under the profiler; its kernels by kind in the JSON and
+    the markdown, the timed steps' token counts unchanged."""
+    out = tmp_path / "throughput.json"
+    argv = ["--config", str(CONFIGS / "tiny.toml"), "--device", "cpu", "--steps", "1", "--seq-lens", "64"]
+    argv += ["--baseline-seq-len", "64", "--attention", "eager", "--checkpointing", "off", "--loss", "chunked"]
+    plain = throughput.main([*argv, "--json", str(tmp_path / "plain.json")])
+    report = throughput.main([*argv, "--json", str(out), "--profile"])
+    for entry, without in zip(report["configurations"], plain["configurations"], strict=True):
+        assert "profile" not in without
+        assert entry["timed_steps"] == without["timed_steps"] == 1
+        assert entry["packing_fill"] == without["packing_fill"]  # the same timed batches
+        profile = entry["profile"]
+        assert profile["kernel_ms"] > 0 and profile["launches"] >= profile["kernels"] > 0
+        assert sum(kind["share"] for kind in profile["by_kind"].values()) == pytest.approx(1.0)
+        assert profile["by_kind"]["matmul"]["ms"] > 0
+        assert [row["ms"] for row in profile["top"]] == sorted((row["ms"] for row in profile["top"]), reverse=True)
+    table = out.with_suffix(".md").read_text()
+    assert "## Where the time goes" in table and table.count("### Profile: ") == len(report["configurations"])
+
+
+@pytest.mark.parametrize(
+    ("kernel", "kind"),
+    [
+        ("sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x128x64_warpgroupsize1x1x1", "matmul"),
+        ("nvjet_tst_192x128_64x4_2x1_v_bz_coopB_TNT", "matmul"),
+        ("triton_tem_fused_flex_attention_backward_0", "attention"),
+        ("triton_red_fused__to_copy_add_mean_mul_pow_rsqrt_1", "fused elementwise (inductor)"),
+        ("void at::native::vectorized_elementwise_kernel<4, at::native::AddFunctor<float> >", "elementwise (eager)"),
+        ("Memcpy DtoD (Device -> Device)", "copies and memory"),
+        ("ncclKernel_AllReduce_RING_LL_Sum_float", "communication"),
+        ("Optimizer.step#AdamW.step", "other"),
+    ],
+)  # fmt: skip
+def test_kernel_kinds_by_name(kernel, kind):
+    assert kind_of(kernel) == kind

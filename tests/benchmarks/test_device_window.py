@@ -50,7 +50,7 @@ def test_device_window_dry_run_runs_every_part_without_datasets(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:]
     parts = [line.split("\t")[:2] for line in (out / "parts.tsv").read_text().splitlines()]
     assert parts == [
-        ["env", "0"], ["gpu_check", "skipped"], ["throughput", "0"], ["gpu_smoke", "0"], ["versus_trl", "skipped"]
+        ["env", "0"], ["gpu_check", "0"], ["throughput", "0"], ["gpu_smoke", "0"], ["versus_trl", "skipped"]
     ]  # fmt: skip
     log = (out / "device_window.log").read_text()
     assert "torch " in log and "datasets importable: no" in log  # the environment's facts, first in the log
@@ -58,6 +58,37 @@ def test_device_window_dry_run_runs_every_part_without_datasets(tmp_path):
     smoke = json.loads((out / "gpu_smoke.json").read_text())
     assert smoke["ok"] and all(smoke["checks"].values()) and smoke["steps"] == 2
     assert [record["step"] for record in smoke["evaluations"]] == [0, 2]
-    assert json.loads((out / "throughput.json").read_text())["configurations"]
+    assert json.loads((out / "gpu_check.json").read_text())["ok"]  # the tiny model's fp32 and bf16 check
+    configurations = json.loads((out / "throughput.json").read_text())["configurations"]
+    assert configurations and all(entry["profile"]["kernel_ms"] > 0 for entry in configurations)
     assert (out / "gpu_smoke_metrics.jsonl").is_file()
     assert "[gpu_smoke] ok   no recompilation" in log
+
+
+def window(tmp_path: Path, **extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", "benchmarks/device_window.sh"],
+        env=environment(OUT=str(tmp_path / "out"), DEVICE_WINDOW_DRY_RUN="1", PYTHON=sys.executable, **extra),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+
+
+def test_device_window_runs_only_the_parts_asked_for(tmp_path):
+    """Two device commands can split the window: DEVICE_WINDOW_PARTS names the parts; an unknown name is an error
+    before anything runs or is written."""
+    result = window(tmp_path, DEVICE_WINDOW_PARTS="gpu_check")
+    assert result.returncode == 0, result.stdout[-3000:]
+    parts = [line.split("\t")[:2] for line in (tmp_path / "out" / "parts.tsv").read_text().splitlines()]
+    assert parts == [
+        ["env", "0"], ["gpu_check", "0"], ["throughput", "left out"], ["gpu_smoke", "left out"],
+        ["versus_trl", "left out"],
+    ]  # fmt: skip
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == [
+        "device_window.log", "gpu_check.json", "parts.tsv"
+    ]  # fmt: skip
+    typo = window(tmp_path / "typo", DEVICE_WINDOW_PARTS="gpu_check,throughtput")
+    assert typo.returncode == 2 and "unknown part 'throughtput'" in typo.stderr
+    assert not (tmp_path / "typo").exists()

@@ -3,18 +3,22 @@ and the pieces it is built from."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from benchmarks import versus_trl
 from benchmarks.versus_trl import SIDES, common_config, spread, step_counts, trl_row
 from fcloop.config import load_config
 from fcloop.data.packing import supervised_targets
 from fcloop.data.tokenization import IGNORE_INDEX, Encoded
+from fcloop.model.flex_attention import refuse_unfused_flex_under_checkpointing
+from fcloop.model.load import model_parts
 from tests.tiny_data import write_tiny_data
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -177,3 +181,48 @@ def test_trl_own_packing_makes_the_rows_we_hand_it(quick):
         documents = Dataset.from_list([{"input_ids": list(d.input_ids), "labels": list(d.labels)} for d in row])
         packed = pack_dataset(documents, config.data.max_seq_len, "bfd").to_list()
         assert packed == [trl_row(row, completion_only=True)]
+
+
+def test_fcloop_side_runs_flex_under_checkpointing_as_the_loop_does(tmp_path, monkeypatch):
+    """The fcloop side with flex attention and activation checkpointing, as it runs on CUDA (flex compiled by
+    transformers, layers not): the loop's refusal of a silent fallback to unfused flex must not fire, because
+    the side makes that fallback an error as the loop does (the H200 window of 2026-12-04 failed here)."""
+    argv = quick_argv(tmp_path)
+    config = common_config(
+        load_config(argv[1], [*argv[2:], "--model.attn_implementation=flex_attention", "--train.precision=fp32"])
+    )
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train, activation_checkpointing=True))
+    steps = versus_trl.training_steps(config, 2)
+    checked = []
+
+    def refusal_only(model, *args, **kwargs):  # the check forward_loss makes first; the CPU cannot run flex's backward
+        with torch.enable_grad():
+            refuse_unfused_flex_under_checkpointing(model_parts(model).decoder)
+        checked.append(torch._dynamo.config.fail_on_recompile_limit_hit)
+        return 0.0, None
+
+    monkeypatch.setattr(versus_trl.loop, "train_step", refusal_only)
+    before = torch._dynamo.config.fail_on_recompile_limit_hit
+    result = versus_trl.run_fcloop(config, steps, 1, torch.device("cpu"))
+    assert checked == [True, True] and result["losses"] == [0.0, 0.0]
+    assert torch._dynamo.config.fail_on_recompile_limit_hit == before  # a patch, not a change for the process
+
+
+def test_the_report_is_written_after_every_round(tmp_path, monkeypatch):
+    """A comparison cut off by a timeout keeps the rounds it finished: main writes the report after each."""
+    written = []
+
+    def fake_side(side, round_index, args, config_path, work):
+        if round_index == 1 and side == "trl_packing":
+            raise KeyboardInterrupt  # as the window's timeout ends the run in round 2
+        steps = args.warmup + args.steps
+        return {"step_times": [0.5] * steps, "losses": [1.0] * steps, "memory_source": "rss",
+                "peak_memory_gib": 1.0, "setup_peak_gib": 1.0, "process_peak_gib": 1.0, "threads": 1}  # fmt: skip
+
+    monkeypatch.setattr(versus_trl, "run_side", fake_side)
+    monkeypatch.setattr(versus_trl, "write_report", lambda report, *paths: written.append(report["rounds"]))
+    out = tmp_path / "versus_trl.json"
+    argv = [*quick_argv(tmp_path), "--device", "cpu", "--steps", "1", "--warmup", "1", "--rounds", "2"]
+    with pytest.raises(KeyboardInterrupt):
+        versus_trl.main([*argv, "--json", str(out)])
+    assert written == [1]
