@@ -486,13 +486,16 @@ def call_turn(thought: str, calls: list[Call] | tuple[Call, ...]) -> Turn:
     return {"from": "gpt", "value": _think(thought) + "\n".join(blocks)}
 
 
-# Every thought has one shape, whatever the answer turns out to be: what is asked, in the user's words, one
-# numbered item per result wanted; then each offered tool with what it does; then which tool serves which item,
-# or that none does. The opener names no tool and no count, so the kind of answer is decided only after the
-# request and the tools are read; the count of calls is the count of items the thought has listed.
+# Every thought starts the same way, whatever the answer turns out to be: what is asked, in the user's words, one
+# numbered item per result wanted; the opener names no tool and no count. Only then the decision, in one short
+# sentence: which tool serves which item ("get_forecast for (1) and (2)"), or that the offered tools, named, do
+# other things. So the kind of answer and the count of calls are decided after the request is read, at one point
+# of the thought, and the count is the count of items listed. (A thought that also listed every offered tool with
+# what it does, tried in 854efda, taught a 270M model to write tool lists, with invented names, and then to call
+# something every time: BFCL irrelevance 0.72 -> 0.00.)
 
-OFFERED_TOOLS = "\x00offered tools\x00"
-"""Stands in a draft's thought for the tools offered and what each does, drawn after the draft."""
+OFFERED_NAMES = "\x00offered names\x00"
+"""Stands in a draft's thought for the names of the tools offered, drawn after the draft."""
 
 OPENERS = ("The user asks for", "Asked for", "The request is for", "Wanted:")
 
@@ -523,18 +526,18 @@ def request_thought(rng: random.Random, requests: list[Request]) -> str:
         said.append(asked(request, item))
         item += len(request.items)
     closing = rng.choice(("So: ", "Plan: ", "Use "))
-    return f"{rng.choice(OPENERS)} {'; and '.join(said)}. Tools: {OFFERED_TOOLS}. {closing}{plan(requests)}."
+    return f"{rng.choice(OPENERS)} {'; and '.join(said)}. {closing}{plan(requests)}."
 
 
 def no_tool_thought(rng: random.Random, request: Request) -> str:
     closing = rng.choice(
         (
-            f"None of them gives {request.noun}, so no call.",
-            f"No tool here provides {request.noun}; I answer in text.",
-            f"Nothing offered does {request.noun}, so I say so.",
+            f"The tools here ({OFFERED_NAMES}) do other things, so no call.",
+            f"None of {OFFERED_NAMES} gives {request.noun}, so no call.",
+            f"The offered {OFFERED_NAMES} cannot provide it; I answer in text.",
         )
     )
-    return f"{rng.choice(OPENERS)} {asked(request, 1)}. Tools: {OFFERED_TOOLS}. {closing}"
+    return f"{rng.choice(OPENERS)} {asked(request, 1)}. {closing}"
 
 
 def chat_thought(rng: random.Random, question: str) -> str:
@@ -542,7 +545,7 @@ def chat_thought(rng: random.Random, question: str) -> str:
         ("No tool is needed for this.", "I can answer this myself, without a tool.", "I answer it directly.")
     )
     item = _lower_first(question.rstrip("?.!"))
-    return f"{rng.choice(OPENERS)} an answer: (1) {item}. Tools: {OFFERED_TOOLS}. {closing}"
+    return f"{rng.choice(OPENERS)} an answer: (1) {item}. {closing}"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -661,14 +664,9 @@ def offer(rng: random.Random, draft: Draft, concepts: list[Concept]) -> list[Bui
     return tools
 
 
-def what_it_does(tool: BuiltTool) -> str:
-    """A tool's job in three or four words, as its name and description say it: 'get weather forecast'."""
-    return f"{tool.concept.verb} {tool.concept.obj.replace('_', ' ')}"
-
-
-def with_offered_tools(turns: tuple[Turn, ...], tools: list[BuiltTool]) -> list[Turn]:
-    listing = "; ".join(f"{tool.name} ({what_it_does(tool)})" for tool in tools)
-    return [{**turn, "value": turn["value"].replace(OFFERED_TOOLS, listing)} for turn in turns]
+def with_offered_names(turns: tuple[Turn, ...], tools: list[BuiltTool]) -> list[Turn]:
+    names = _join([tool.name for tool in tools]) if tools else "no tools"
+    return [{**turn, "value": turn["value"].replace(OFFERED_NAMES, names)} for turn in turns]
 
 
 def conversation_chars(row: Row) -> int:
@@ -708,7 +706,7 @@ def _new_row(rng: random.Random, kind: str, concepts: list[Concept], seen: set[s
         if draft is None:
             continue
         tools = offer(rng, draft, concepts)
-        row = {"tools": [tool.schema for tool in tools], "conversations": with_offered_tools(draft.turns, tools)}
+        row = {"tools": [tool.schema for tool in tools], "conversations": with_offered_names(draft.turns, tools)}
         key = json.dumps(row, ensure_ascii=False)
         # `seen` spans both splits, so eval never repeats a training conversation.
         if conversation_chars(row) <= MAX_CHARS and key not in seen:
