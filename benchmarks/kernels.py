@@ -95,6 +95,8 @@ def profile_step(step: Callable[[int], None], index: int, device: torch.device) 
 
 def markdown_lines(name: str, summary: dict) -> list[str]:
     """A configuration's profile as markdown: the shares by kind, then the top kernels."""
+    if "error" in summary:
+        return [f"### Profile: {name}", "", f"The profiled step failed: {summary['error']}", ""]
     busy = summary["busy_share"]
     lines = [
         f"### Profile: {name}",

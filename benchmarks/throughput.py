@@ -341,7 +341,10 @@ def measure_setting(config: Config, setting: Setting, args: argparse.Namespace, 
     allocated, reserved = peak_memory_gib(device)
     measurement = summarize(batches[args.warmup :], counts, setting, times, allocated, reserved, step_function)
     if args.profile:  # after the timed steps and the memory reading, neither of which includes it; the last batch again
-        measurement.profile = profile_step(step, count - 1, device)
+        try:
+            measurement.profile = profile_step(step, count - 1, device)
+        except Exception as error:  # a profiler failure must not lose the configuration's measured numbers
+            measurement.profile = {"error": f"{type(error).__name__}: {str(error)[:300]}"}
     return measurement
 
 

@@ -278,3 +278,18 @@ def test_profile_says_where_a_steps_time_goes(tmp_path):
 )  # fmt: skip
 def test_kernel_kinds_by_name(kernel, kind):
     assert kind_of(kernel) == kind
+
+
+def test_a_failed_profile_keeps_the_configurations_numbers(tmp_path, monkeypatch):
+    def broken_profiler(*args, **kwargs):
+        raise RuntimeError("CUPTI unavailable")
+
+    monkeypatch.setattr(throughput, "profile_step", broken_profiler)
+    out = tmp_path / "throughput.json"
+    argv = ["--config", str(CONFIGS / "tiny.toml"), "--device", "cpu", "--steps", "1", "--seq-lens", "64"]
+    argv += ["--baseline-seq-len", "64", "--attention", "eager", "--checkpointing", "off", "--loss", "chunked"]
+    report = throughput.main([*argv, "--json", str(out), "--profile"])
+    for entry in report["configurations"]:
+        assert entry["skipped"] is None and entry["tokens_per_sec"] > 0
+        assert entry["profile"] == {"error": "RuntimeError: CUPTI unavailable"}
+    assert "The profiled step failed: RuntimeError: CUPTI unavailable" in out.with_suffix(".md").read_text()
