@@ -220,6 +220,7 @@ def test_the_report_is_written_after_every_round(tmp_path, monkeypatch):
                 "peak_memory_gib": 1.0, "setup_peak_gib": 1.0, "process_peak_gib": 1.0, "threads": 1}  # fmt: skip
 
     monkeypatch.setattr(versus_trl, "run_side", fake_side)
+    monkeypatch.setattr(versus_trl, "missing_packages", lambda: [])  # no side runs TRL here: it need not be installed
     monkeypatch.setattr(versus_trl, "write_report", lambda report, *paths: written.append(report["rounds"]))
     out = tmp_path / "versus_trl.json"
     argv = [*quick_argv(tmp_path), "--device", "cpu", "--steps", "1", "--warmup", "1", "--rounds", "2"]
