@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import calendar
 import collections
+import datetime
 import json
 import random
 import re
@@ -18,15 +19,23 @@ from fcloop.config import load_config
 from fcloop.data.demo_data.generate import (
     EVAL_SIZE,
     KIND_SHARES,
+    NEAR_MISS_SHARE,
     NUMBER_WORDS,
     OPENERS,
+    SERVE_ALIKE,
     TRAIN_SIZE,
     ToolParam,
+    build_tool,
+    draft_irrelevant,
     draw_value,
     generate,
+    offer,
+    parallel_request,
+    split_concepts,
     write_jsonl,
 )
-from fcloop.data.demo_data.vocabulary import PARAMS
+from fcloop.data.demo_data.questions import SPELLED_WORDS, UNIT_PAIRS, draw_question
+from fcloop.data.demo_data.vocabulary import CHAT, PARAMS, PLACES
 from fcloop.data.gemma_format import render
 from fcloop.data.readers import DEMO_DIR, iter_rows, read_row
 from fcloop.evaluation.scoring import call_is_schema_valid, parse_assistant_output
@@ -84,7 +93,7 @@ def test_kinds_come_in_the_stated_shares():
     for split, size in (("train", TRAIN_SIZE), ("eval", EVAL_SIZE)):
         counts = collections.Counter(kind(row) for row in rows(split))
         exact = {name: share * size for name, share in KIND_SHARES.items()}
-        no_call = exact.pop("irrelevant") + exact.pop("chat")
+        no_call = exact.pop("irrelevant") + exact.pop("question")
         assert sum(counts.values()) == size
         assert abs(counts["no_call"] - no_call) <= 1, (split, counts)
         for name, expected in exact.items():
@@ -273,3 +282,94 @@ def test_no_bfcl_function_or_question_is_in_the_demo_data():
     assert not demo_names & names
     requests = "\n".join(turn["value"] for row in demo for turn in row["conversations"] if turn["from"] == "human")
     assert not [question for question in questions if len(question) >= 20 and question in requests]
+
+
+def test_questions_that_need_no_tool_are_answered_right():
+    """Every family of drawn questions, checked against its own computation: no row teaches a wrong answer."""
+    rng = random.Random(0)
+    families = collections.Counter()
+    for _ in range(600):
+        question = draw_question(rng)
+        text, answer = question.text, question.answer
+        numbers = [int(n.replace(",", "")) for n in re.findall(r"-?\d[\d,]*", text)]
+        if match := re.fullmatch(r"(?:What is|What's|Quick one:) (\d+) (times|multiplied by|plus|minus) (\d+)\?", text):
+            a, operation, b = int(match[1]), match[2], int(match[3])
+            expected = {"times": a * b, "multiplied by": a * b, "plus": a + b, "minus": a - b}[operation]
+            assert answer == f"{a} {operation} {b} is {expected}.", (text, answer)
+            families["arithmetic"] += 1
+        elif "%" in text or "percent" in text:
+            percent, base = numbers
+            assert float(answer.split(" is ")[1].rstrip(".").replace(",", "")) == percent * base / 100, answer
+            families["percent"] += 1
+        elif text.startswith(("How many days are in", "How many days does")) and len(numbers) == 1:
+            month = next(number for number, name in enumerate(calendar.month_name) if name and name in text)
+            assert answer.endswith(f"has {calendar.monthrange(numbers[0], month)[1]} days."), (text, answer)
+            families["month"] += 1
+        elif match := re.search(r"How many (\w+) (?:are in|make) (\d+) (\w+)\?|Convert (\d+) (\w+) to (\w+)\.", text):
+            small, count, large = (match[1], match[2], match[3]) if match[1] else (match[6], match[4], match[5])
+            factor = {(s, big): f for s, big, f in UNIT_PAIRS}[(small, large)]
+            assert answer == f"{count} {large} is {int(count) * factor:,} {small}.", (text, answer)
+            families["units"] += 1
+        elif "week" in text and len(numbers) == 2:
+            month = next(number for number, name in enumerate(calendar.month_name) if name and name in text)
+            day = datetime.date(numbers[1], month, numbers[0])
+            assert f"is a {calendar.day_name[day.weekday()]}" in answer, (text, answer)
+            families["weekday"] += 1
+        elif "leap year" in text and numbers:
+            assert answer == f"{numbers[0]} {'is' if calendar.isleap(numbers[0]) else 'is not'} a leap year."
+            families["leap"] += 1
+        elif city := next((c for c in PLACES if c in text), None):
+            state_name, country = PLACES[city][1], PLACES[city][2]
+            assert answer == f"{city} is in {state_name if 'state' in text else country}.", (text, answer)
+            families["city"] += 1
+        elif word := next((w for w in SPELLED_WORDS if f"{w}'" in text or f'{w}"' in text), None):
+            assert answer in (f"'{word}' has {len(word)} letters.", f"'{word}' backwards is '{word[::-1]}'.")
+            assert ("backwards" in text) == ("backwards" in answer), (text, answer)
+            families["letters"] += 1
+        else:
+            assert (text, answer) in CHAT, (text, answer)
+            families["known"] += 1
+    assert len(families) == 9 and min(families.values()) >= 20, families
+
+
+def test_near_misses_offer_the_requests_own_domain_and_never_a_tool_that_serves():
+    """Half the requests no tool serves offer tools of the request's own domain (or a sibling of the wanted
+    tool); none offers the wanted concept or one alike (SERVE_ALIKE): the answer "no call" stays true."""
+    concepts, _ = split_concepts()
+    rng = random.Random(0)
+    near_misses = with_near_tool = 0
+    for _ in range(400):
+        draft = draft_irrelevant(rng, concepts)
+        offered = offer(rng, draft, concepts)
+        assert offered and not {tool.concept for tool in offered} & set(draft.never_offered)
+        if not draft.near_domains:
+            assert not {tool.concept.domain for tool in offered} & set(draft.avoid_domains)
+            continue
+        near_misses += 1
+        (domain,) = draft.near_domains
+        never_objects = {concept.obj for concept in draft.never_offered}
+        alike_objects = {obj for pair in SERVE_ALIKE if pair & never_objects for obj in pair}
+        assert {concept for concept in concepts if concept.obj in alike_objects} <= set(draft.never_offered)
+        with_near_tool += any(tool.concept.domain == domain for tool in offered)
+        if draft.sibling_of is not None:
+            siblings = [tool for tool in offered if tool.concept.obj == draft.sibling_of.concept.obj]
+            assert siblings and all(tool.concept.verb != draft.sibling_of.concept.verb for tool in siblings)
+    assert abs(near_misses / 400 - NEAR_MISS_SHARE) < 0.1
+    assert with_near_tool > 0.8 * near_misses
+
+
+def test_parallel_requests_sometimes_list_the_values_once():
+    """'for the koala, the red fox and the barn owl': the values listed once, as people write them, and still
+    one numbered item (and one call) per value."""
+    concepts, _ = split_concepts()
+    rng = random.Random(0)
+    listed = 0
+    for _ in range(300):
+        tool = build_tool(rng, rng.choice(concepts))
+        request = parallel_request(rng, tool, 3)
+        if request is None:
+            continue
+        assert len(request.items) == len(request.calls) == 3
+        spoken = [item.split(" ", 1)[-1] for item in request.items]
+        listed += ", ".join(spoken[:-1]) + " and " + spoken[-1] in request.text
+    assert listed > 20

@@ -7,9 +7,11 @@ object x parameters) with varied names (`finance.loan_payment.calculate`, `calcL
 or camelCase parameter names, type spellings (`number`/`float`, `object`/`dict`), optional parameters with
 and without defaults, enums, arrays and nested objects. Requests state the values in words ("five", "$25,000",
 "4.5%", "March 3, 2026") and the call carries them typed as the schema says (5, 25000, 0.045 or 4.5, "2026-03-03").
-Kinds: one call, parallel calls (one tool several times, or two tools), and no call (the tools offered cannot
-do it, or no tool is needed). Every thought lists what is asked (one numbered item per result wanted), then
-what each offered tool does, then which tool serves which item, or that none does.
+Kinds: one call, parallel calls (one tool several times, or two tools), and no call: a request the tools offered
+cannot serve (half of them near misses: tools of the same domain, or one that does another thing with the same
+object), or a question no tool is needed for (`questions.py`: drawn and computed, offered beside tools of a
+nearby domain). Every thought restates what is asked (one numbered item per result wanted), then decides in one
+sentence: which tool serves which item, or that none does.
 
 Rows use the hermes layout with the tools in a `tools` column (no system turn), so the prompt is the project's
 own tools preamble (`fcloop.data.gemma_format.tools_prompt`), the one any tool list is rendered with at eval time.
@@ -30,8 +32,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from fcloop.data.demo_data.questions import draw_question
 from fcloop.data.demo_data.vocabulary import (
-    CHAT,
     CHATTER_AFTER,
     CHATTER_BEFORE,
     CONCEPTS,
@@ -52,7 +54,25 @@ EVAL_SIZE = 48
 EVAL_CONCEPT_EVERY = 8
 # About 900 tokens at most: with the preamble, every conversation fits the demo's 1024-token rows whole.
 MAX_CHARS = 2600
-KIND_SHARES = {"single": 0.42, "parallel": 0.22, "parallel_mixed": 0.12, "irrelevant": 0.16, "chat": 0.08}
+# About 3 in 10 answers make no call, as BFCL's irrelevance category and real tool use ask of a model; with fewer
+# (a mix of 16% + 8% was tried) a 270M model calls a tool for nearly every question that wants none.
+KIND_SHARES = {"single": 0.40, "parallel": 0.20, "parallel_mixed": 0.12, "irrelevant": 0.15, "question": 0.13}
+# Of the requests no offered tool serves, this share is a near miss: the tools come from the request's own domain
+# (other concepts) and may include one that does another thing with the same object (delete beside get), so the
+# decision has to come from what each tool does, not from the domain's words.
+NEAR_MISS_SHARE = 0.5
+# Concept pairs where one could be argued to serve a request for the other (a room's area from a shape's area):
+# never a near miss of each other, so that no row says "no call" where a tool fits even loosely.
+SERVE_ALIKE = (
+    frozenset({"money_amount", "fx_rate"}),
+    frozenset({"clock_time", "time_zone"}),
+    frozenset({"shape_area", "room_area"}),
+    frozenset({"route_directions", "travel_time"}),
+)
+# A parallel request with one varying value sometimes lists the values once ("in Denver, Boston and Austin"), as
+# people do, instead of a phrase for each ("in Denver, in Boston and in Austin"); the thought still numbers one
+# item per value.
+LISTED_VALUES_SHARE = 0.4
 # How many tools a conversation offers (at least as many as it calls): mostly short lists, so that a CPU step
 # holds more conversations, but up to five, as in real tool lists.
 TOOL_COUNT_WEIGHTS = {1: 0.40, 2: 0.25, 3: 0.20, 4: 0.10, 5: 0.05}
@@ -361,6 +381,16 @@ def phrase(rng: random.Random, tool_param: ToolParam, value: Any, said: str) -> 
     return rng.choice(param.phrases).format(v=said)
 
 
+def listed_phrase(rng: random.Random, tool_param: ToolParam, said_values: list[str]) -> str | None:
+    """One phrase for several values ("in Denver, Boston and Austin"), or None where a list would read as one
+    value: a phrase that quotes its value ("with the subject 'A, B and C'" is one subject) or a value with a
+    comma of its own ("March 3, 2026", "$25,000", "Lyon, France")."""
+    if any("," in said for said in said_values):
+        return None
+    unquoted = [text for text in tool_param.param.phrases if "'{v}'" not in text and '"{v}"' not in text]
+    return rng.choice(unquoted).format(v=_join(said_values)) if unquoted else None
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Requests and turns
 # ---------------------------------------------------------------------------------------------------------
@@ -442,7 +472,7 @@ def parallel_request(rng: random.Random, tool: BuiltTool, count: int) -> Request
             value, spoken = draw_distinct(rng, tool_param, taken)
             shared[tool_param.name] = value
             shared_phrases.append(phrase(rng, tool_param, value, spoken))
-    calls, groups, seen = [], [], set()
+    calls, groups, spoken_by_call, seen = [], [], [], set()
     for _ in range(count * 10):
         drawn = [(p, *draw_value(rng, p)) for p in varying]
         key = json.dumps([value for _, value, _ in drawn])
@@ -454,8 +484,11 @@ def parallel_request(rng: random.Random, tool: BuiltTool, count: int) -> Request
         arguments.update({p.name: value for p, value, _ in drawn})
         calls.append(Call(tool.name, arguments))
         groups.append(" ".join(phrase(rng, p, value, spoken) for p, value, spoken in drawn))
+        spoken_by_call.append(spoken_values)
         if len(calls) == count:
-            body = " ".join([*shared_phrases, _join(groups)])
+            listed = len(varying) == 1 and rng.random() < LISTED_VALUES_SHARE
+            values_said = listed_phrase(rng, varying[0], [said for (said,) in spoken_by_call]) if listed else None
+            body = " ".join([*shared_phrases, values_said or _join(groups)])
             text = _sentence(rng, rng.choice(tool.concept.asks), body)
             return Request(text, tuple(calls), tool.concept.noun, tuple(shared_phrases), tuple(groups))
     return None
@@ -540,7 +573,7 @@ def no_tool_thought(rng: random.Random, request: Request) -> str:
     return f"{rng.choice(OPENERS)} {asked(request, 1)}. {closing}"
 
 
-def chat_thought(rng: random.Random, question: str) -> str:
+def question_thought(rng: random.Random, question: str) -> str:
     closing = rng.choice(
         ("No tool is needed for this.", "I can answer this myself, without a tool.", "I answer it directly.")
     )
@@ -559,6 +592,12 @@ class Draft:
     turns: tuple[Turn, ...]
     avoid_domains: tuple[str, ...] = ()
     """Distractors must come from other domains (the request must stay impossible with the tools offered)."""
+    near_domains: tuple[str, ...] = ()
+    """Domains to offer the tools of first (beside those of the tools used)."""
+    never_offered: tuple[Concept, ...] = ()
+    """Concepts whose tools would serve the request: a no-call draft's own wanted concept and those alike."""
+    sibling_of: BuiltTool | None = None
+    """A tool whose sibling (another action on its object) is offered, although the tool itself is not."""
 
 
 def draft_single(rng: random.Random, concepts: list[Concept]) -> Draft | None:
@@ -589,8 +628,11 @@ def draft_parallel_mixed(rng: random.Random, concepts: list[Concept]) -> Draft |
 
 
 def draft_irrelevant(rng: random.Random, concepts: list[Concept]) -> Draft | None:
+    """A request for a tool that is not offered: the others come from other domains, or (a near miss) from its
+    own domain, perhaps with a sibling of the wanted tool."""
     wanted = build_tool(rng, rng.choice(concepts))
     request = single_request(rng, wanted)
+    near_miss = rng.random() < NEAR_MISS_SHARE
     noun, thought = request.noun, no_tool_thought(rng, request)
     answer = rng.choice(
         (
@@ -600,13 +642,19 @@ def draft_irrelevant(rng: random.Random, concepts: list[Concept]) -> Draft | Non
         )
     )
     turns = ({"from": "human", "value": chatty(rng, request.text)}, {"from": "gpt", "value": _think(thought) + answer})
-    return Draft((), turns, avoid_domains=(wanted.concept.domain,))
+    if not near_miss:
+        return Draft((), turns, avoid_domains=(wanted.concept.domain,))
+    alike = {obj for pair in SERVE_ALIKE if wanted.concept.obj in pair for obj in pair}
+    never = tuple(c for c in concepts if c == wanted.concept or c.obj in alike)
+    sibling_of = wanted if rng.random() < SIBLING_SHARE else None
+    return Draft((), turns, near_domains=(wanted.concept.domain,), never_offered=never, sibling_of=sibling_of)
 
 
-def draft_chat(rng: random.Random, concepts: list[Concept]) -> Draft | None:
-    question, answer = rng.choice(CHAT)
-    thought = chat_thought(rng, question)
-    return Draft((), ({"from": "human", "value": question}, {"from": "gpt", "value": _think(thought) + answer}))
+def draft_question(rng: random.Random, concepts: list[Concept]) -> Draft | None:
+    question = draw_question(rng)
+    thought = question_thought(rng, question.text)
+    turns = ({"from": "human", "value": question.text}, {"from": "gpt", "value": _think(thought) + question.answer})
+    return Draft((), turns, near_domains=question.near_domains)
 
 
 DRAFTS: dict[str, Callable[[random.Random, list[Concept]], Draft | None]] = {
@@ -614,7 +662,7 @@ DRAFTS: dict[str, Callable[[random.Random, list[Concept]], Draft | None]] = {
     "parallel": draft_parallel,
     "parallel_mixed": draft_parallel_mixed,
     "irrelevant": draft_irrelevant,
-    "chat": draft_chat,
+    "question": draft_question,
 }
 
 SIBLING_ACTIONS = {
@@ -641,21 +689,23 @@ def sibling_tool(rng: random.Random, tool: BuiltTool) -> BuiltTool | None:
 
 def offer(rng: random.Random, draft: Draft, concepts: list[Concept]) -> list[BuiltTool]:
     """The used tools plus distractors (mostly of the same domain: similar tools; sometimes a sibling that does
-    another thing with the same object), in random order."""
+    another thing with the same object), in random order. A draft without a call gets a tool of its near domains
+    first, when there is one."""
     count = rng.choices(list(TOOL_COUNT_WEIGHTS), weights=list(TOOL_COUNT_WEIGHTS.values()))[0]
     count = max(count, len(draft.used), 1)
-    taken = {tool.concept for tool in draft.used}
-    domains = {tool.concept.domain for tool in draft.used}
+    taken = {tool.concept for tool in draft.used} | set(draft.never_offered)
+    domains = {tool.concept.domain for tool in draft.used} | set(draft.near_domains)
     allowed = [c for c in concepts if c not in taken and c.domain not in draft.avoid_domains]
     near = [c for c in allowed if c.domain in domains]
     tools = list(draft.used)
-    if draft.used and rng.random() < SIBLING_SHARE:
-        sibling = sibling_tool(rng, rng.choice(draft.used))
+    like = draft.sibling_of or (rng.choice(draft.used) if draft.used and rng.random() < SIBLING_SHARE else None)
+    if like is not None:
+        sibling = sibling_tool(rng, like)
         if sibling is not None:
             tools.append(sibling)
             count = max(count, len(tools))
     while len(tools) < count:
-        pool = near if near and rng.random() < 0.6 else allowed
+        pool = near if near and (not tools or rng.random() < 0.6) else allowed
         concept = rng.choice(pool)
         taken.add(concept)
         near, allowed = [c for c in near if c != concept], [c for c in allowed if c != concept]
