@@ -12,7 +12,7 @@ from tiny_data import write_tiny_data
 
 from fcloop.config import load_config
 from fcloop.errors import run_cli
-from fcloop.eval import inference_dtype
+from fcloop.eval import inference_dtype, load_inference_model
 from fcloop.eval import main as eval_main
 from fcloop.hardware import Hardware
 from fcloop.training.loop import train
@@ -155,6 +155,14 @@ def trained_run(tmp_path_factory) -> Path:
     )
     train(config)
     return Path(config.run.out_dir)
+
+
+def test_a_bf16_evaluation_computes_the_adapter_in_bf16_like_trainings_autocast(trained_run):
+    config = load_config(trained_run / "config.toml")
+    model, _ = load_inference_model(config, trained_run / "final", torch.bfloat16, torch.device("cpu"))
+    adapter = {name: parameter.dtype for name, parameter in model.named_parameters() if "lora_" in name}
+    assert adapter and set(adapter.values()) == {torch.bfloat16}  # peft alone loads them in fp32
+    assert {parameter.dtype for parameter in model.parameters()} == {torch.bfloat16}
 
 
 def test_eval_cli_writes_predictions_and_metrics_for_a_trained_adapter(trained_run, tmp_path):

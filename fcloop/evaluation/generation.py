@@ -231,6 +231,27 @@ def eager_uncompiled(model):
         config._attn_implementation = training_attention
 
 
+def _contiguous_first_input(module: torch.nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    return (args[0].contiguous(), *args[1:])
+
+
+@contextlib.contextmanager
+def contiguous_head_input(model):
+    """The output layer gets a contiguous input while generating.
+
+    A batched prefill hands the output layer only the last position of every row, a strided view
+    [batch, 1, hidden] of the hidden states. For such an input torch's matmul cannot fold the batch into one
+    matrix product: it broadcasts the weight to [batch, hidden, vocab] and copies it, 2.7 GB per prefill at
+    batch 8 with Gemma's quarter-million-token vocabulary in bf16 (6.3 s on two cores, against 0.03 s for the
+    same product on a contiguous copy of the input, bitwise equal). Copying the [batch, 1, hidden] input is
+    free; decoding steps and one-row prompts are contiguous already and pass through unchanged."""
+    handle = model.get_output_embeddings().register_forward_pre_hook(_contiguous_first_input)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 class GenerationStopped(Exception):
     """`should_stop` said stop (a SIGTERM during an evaluation): the answers are incomplete and must be discarded."""
 
@@ -272,6 +293,7 @@ def generate(
         with (
             token_rows_merged(model),
             eager_uncompiled(model),
+            contiguous_head_input(model),
             tqdm(total=len(prompts), desc="generating", unit="case", disable=not progress) as bar,
         ):
             for start in range(0, len(order), batch_size):
@@ -335,7 +357,11 @@ def generate_one(
     was_training = model.training
     model.eval()
     try:
-        with token_rows_merged(model) if merge_token_rows else contextlib.nullcontext(), eager_uncompiled(model):
+        with (
+            token_rows_merged(model) if merge_token_rows else contextlib.nullcontext(),
+            eager_uncompiled(model),
+            contiguous_head_input(model),
+        ):
             output = model.generate(
                 input_ids=input_ids,
                 attention_mask=torch.ones_like(input_ids),

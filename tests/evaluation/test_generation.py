@@ -171,6 +171,25 @@ def test_one_new_token_is_the_argmax_of_a_plain_forward_pass(tiny, prompts):
     assert generate(model, tokenizer, prompts, max_new_tokens=1, batch_size=3, device=CPU) == expected
 
 
+def test_the_output_layer_gets_contiguous_inputs_while_generating(tiny, prompts):
+    """A batched prefill hands the output layer a strided view of each row's last position; torch then copies
+    the weight once per row (gigabytes with Gemma's vocabulary). Every input it sees must be contiguous, the
+    prefill's [batch, 1, hidden] included, and fcloop's hook is gone afterwards."""
+    model, tokenizer = tiny
+    head = model.get_output_embeddings()
+    seen: list[tuple[tuple[int, ...], bool]] = []
+    spy = head.register_forward_hook(
+        lambda module, args, output: seen.append((tuple(args[0].shape), args[0].is_contiguous()))
+    )
+    try:
+        generate(model, tokenizer, prompts[:3], max_new_tokens=3, batch_size=3, device=CPU)
+    finally:
+        spy.remove()
+    assert len(seen) == 3 and seen[0][0] == (3, 1, head.in_features)  # the prefill's last positions, then 2 steps
+    assert all(contiguous for _, contiguous in seen)
+    assert not head._forward_pre_hooks  # the hook is removed
+
+
 def test_generation_stops_at_end_of_turn_and_drops_it(prompts):
     """Relabel a token the model picks as <end_of_turn> (swap their lm_head rows, untied from the input
     embedding): the model computes the same, so it must stop there and return only the tokens before."""
