@@ -111,9 +111,10 @@ def load_inference_model(config: Config, adapter: Path | None, dtype: torch.dtyp
 
         with peft_warnings_that_do_not_apply():
             model = PeftModel.from_pretrained(model, adapter)
-        # peft loads the adapter's weights in fp32 whatever the model's dtype. In a bf16 model every LoRA product
-        # then converts its input to fp32 and its output back: a quarter of a batched bf16 prefill's time on a
-        # CPU. Training's bf16 autocast computes these products in bf16 too, so the adapter follows the model.
+        # peft loads the adapter's weights in fp32 whatever the model's dtype, so in a bf16 model every LoRA product
+        # would convert its input to fp32 and its output back. Training's bf16 autocast computes these products in
+        # bf16, so the adapter follows the model: the same arithmetic as training, without the conversions
+        # (benchmarks/README.md, "Batched generation on a CPU", has what that saves).
         for parameter in model.parameters():
             if parameter.is_floating_point() and parameter.dtype != dtype:
                 parameter.data = parameter.data.to(dtype)
