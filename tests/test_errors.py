@@ -20,6 +20,7 @@ from fcloop.errors import OUT_OF_MEMORY_ADVICE, expected_message, run_cli
 from fcloop.eval import main as eval_main
 from fcloop.inspect import main as inspect_main
 from fcloop.train import main as train_main
+from fcloop.training.loop import nonfinite_message
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = str(ROOT / "configs" / "tiny.toml")
@@ -245,6 +246,20 @@ def test_a_full_disk_and_a_non_finite_loss_are_expected():
     assert expected_message(FloatingPointError("non-finite loss at step 3")) == ("non-finite loss at step 3", 1)
     assert expected_message(KeyboardInterrupt()) == ("interrupted", 130)  # a second Ctrl-C
     assert expected_message(RuntimeError("size mismatch")) is None  # not known: a bug, with its traceback
+
+
+def test_a_non_finite_first_step_does_not_blame_the_learning_rate():
+    # At step 1 no update has been applied: the computation is at fault, not train.lr.
+    head = "non-finite loss (2.08) or gradient norm (nan) at step 1; no update was applied and no checkpoint written."
+    assert nonfinite_message(2.08, float("nan"), 1, compiled=True) == (
+        f"{head} At the first step, with compiled layers: try train.compile = false, and report it."
+    )
+    assert "train.lr" not in nonfinite_message(2.08, float("nan"), 1, compiled=False)
+    later = nonfinite_message(2.08, float("inf"), 7, compiled=True)
+    assert later.endswith(
+        "at step 7; no update was applied and no checkpoint written. Lower train.lr, or set train."
+        'on_nonfinite = "skip".'
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------

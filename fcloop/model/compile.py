@@ -23,6 +23,13 @@ from torch import nn
 # evaluation the first layer's input requires grad and the others' does not: two guards, two graphs.
 GRAPHS_PER_LAYER_TYPE = 3
 
+# Inductor's options for layers compiled on a CPU: its code with 256-bit (AVX2) vectors. Its 512-bit code, the
+# default on a CPU with AVX-512, computes NaN gradients through a Gemma-3 attention block in bf16 (torch 2.13 on
+# an Intel Xeon with AMX-BF16, 2026-12-05: every LoRA gradient of the demo NaN at its first step, with a finite
+# loss; torch's compiler bisector points at the fused backward of the key norm's `1 + weight`). The 256-bit code
+# gives eager's gradients there; tests/model/test_compile.py compares them on the CPU it runs on.
+CPU_INDUCTOR_OPTIONS = {"cpp.simdlen": 256}
+
 
 def layer_types(decoder: nn.Module) -> list[str]:
     """The distinct attention types of the decoder's layers, e.g. ["sliding_attention", "full_attention"]."""
@@ -51,8 +58,10 @@ def compile_decoder_layers(decoder: nn.Module, backend: str) -> None:
     """Compile every decoder layer in place with fixed shapes (`dynamic=False`: a new shape is a new graph,
     which the fixed-shape batches never produce, rather than a slower shape-generic one)."""
     permit_compiled_cpu_flex_backward()
+    on_cpu = next(decoder.parameters()).device.type == "cpu"
+    options = CPU_INDUCTOR_OPTIONS if backend == "inductor" and on_cpu else None
     for layer in decoder.layers:
-        layer.compile(backend=backend, dynamic=False)
+        layer.compile(backend=backend, dynamic=False, options=options)
 
 
 def permit_compiled_cpu_flex_backward() -> None:

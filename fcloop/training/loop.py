@@ -629,10 +629,7 @@ def train_in_folder(config: Config, world: World, stop_after_steps: int | None) 
                 )  # fmt: skip
             if not (math.isfinite(loss) and math.isfinite(grad_norm)):
                 if train_cfg.on_nonfinite == "stop":
-                    raise FloatingPointError(
-                        f"non-finite loss ({loss}) or gradient norm ({grad_norm}) at step {state.step + 1}; no update "
-                        f'was applied and no checkpoint written. Lower train.lr, or set train.on_nonfinite = "skip".'
-                    )
+                    raise FloatingPointError(nonfinite_message(loss, grad_norm, state.step + 1, compiled))
                 state.skipped_steps += 1
                 note(f"step {state.step + 1}: non-finite loss or gradient, update skipped")
 
@@ -679,6 +676,20 @@ def train_in_folder(config: Config, world: World, stop_after_steps: int | None) 
     barrier(world)
     shutdown(world)
     return state
+
+
+def nonfinite_message(loss: float, grad_norm: float, step: int, compiled: bool) -> str:
+    """What stops a run at a non-finite loss or gradient, and what to try. At the first step no update has been
+    applied yet, so the learning rate cannot be the cause: the computation itself is."""
+    said = (
+        f"non-finite loss ({loss}) or gradient norm ({grad_norm}) at step {step}; no update was applied and no "
+        "checkpoint written."
+    )
+    if step > 1:
+        return f'{said} Lower train.lr, or set train.on_nonfinite = "skip".'
+    if compiled:
+        return f"{said} At the first step, with compiled layers: try train.compile = false, and report it."
+    return f"{said} At the first step, before any update: check the model's weights and train.precision."
 
 
 def save_final(
