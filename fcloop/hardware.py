@@ -3,7 +3,10 @@ resolve to on the machine a run (or an evaluation) runs on, each with a one-line
 
 Measured on a 2-core CPU with AMX (Gemma-3-270M, configs/demo.toml, median tokens/s of the training step):
 fp32 eager 215, fp32 with the decoder layers compiled by inductor 159, bf16 autocast 299-351, bf16 autocast with
-the layers compiled by inductor 588. A CPU without native bf16 (AVX2 only) emulates bf16 matmuls, many times
+the layers compiled by inductor 588. (That compiled figure is inductor's 512-bit code, which on another AMX Xeon,
+2026-12-05, gave NaN gradients; with the 256-bit code fcloop now compiles CPU layers with, fcloop.model.compile,
+that machine ran 283 and 335 against bf16 eager's 270 and 266, 12-step runs.)
+A CPU without native bf16 (AVX2 only) emulates bf16 matmuls, many times
 slower than fp32. So `auto` is bf16 where the device computes bf16 natively and fp32 elsewhere, and compiles on
 CUDA, and on a CPU only where that measured speed-up applies (native bf16, eager attention, inductor).
 
