@@ -22,6 +22,7 @@ from fcloop.data.demo_data.generate import (
     NEAR_MISS_SHARE,
     NUMBER_WORDS,
     OPENERS,
+    SAME_AGAIN,
     SERVE_ALIKE,
     TRAIN_SIZE,
     ToolParam,
@@ -223,8 +224,10 @@ def test_values_are_typed_from_the_users_words():
         assert type(number) is int and (said == str(number) or NUMBER_WORDS[number] == said)
         fraction, said_percent = draw_value(rng, tool_param("annual_rate", percent_as_fraction=True))
         percent, said_again = draw_value(rng, tool_param("annual_rate", percent_as_fraction=False))
-        assert said_percent.endswith("%") and round(fraction * 100, 6) == float(said_percent[:-1])
-        assert percent == float(said_again[:-1])
+        # "4.5%" or "4.5 percent"; typed as 0.045 or 4.5, as the tool's description says.
+        assert round(fraction * 100, 6) == float(said_percent.removesuffix("%").removesuffix(" percent"))
+        assert percent == float(said_again.removesuffix("%").removesuffix(" percent"))
+        assert said_percent[-1] == "%" or said_percent.endswith(" percent")
         iso, said_date = draw_value(rng, tool_param("date"))
         year, month, day = (int(part) for part in iso.split("-"))
         words = said_date.replace(",", "").split()
@@ -358,6 +361,24 @@ def test_near_misses_offer_the_requests_own_domain_and_never_a_tool_that_serves(
     assert with_near_tool > 0.8 * near_misses
 
 
+def test_requests_no_tool_serves_are_offered_tools_named_with_their_own_verb():
+    """The other half: tools of other domains, first those whose action is the request's own ("calculate" a
+    room's area beside a request to calculate a loan payment), so a shared verb is never a reason to call."""
+    concepts, _ = split_concepts()
+    rng = random.Random(1)
+    far = with_same_verb = 0
+    for _ in range(400):
+        draft = draft_irrelevant(rng, concepts)
+        if draft.near_domains:
+            continue
+        far += 1
+        (verb,) = draft.near_verbs
+        offered = offer(rng, draft, concepts)
+        assert not {tool.concept.domain for tool in offered} & set(draft.avoid_domains)
+        with_same_verb += any(tool.concept.verb == verb for tool in offered)
+    assert far > 150 and with_same_verb > 0.7 * far
+
+
 def test_parallel_requests_sometimes_list_the_values_once():
     """'for the koala, the red fox and the barn owl': the values listed once, as people write them, and still
     one numbered item (and one call) per value."""
@@ -373,3 +394,29 @@ def test_parallel_requests_sometimes_list_the_values_once():
         spoken = [item.split(" ", 1)[-1] for item in request.items]
         listed += ", ".join(spoken[:-1]) + " and " + spoken[-1] in request.text
     assert listed > 20
+
+
+def test_parallel_requests_come_in_the_ways_people_ask_for_several_results():
+    """Two lists matched in order ("with a base of 10 and 15 and a height of 5 and 7, respectively") and the
+    first call asked in full with the others as "the same" in a second sentence: still one numbered item and one
+    call per result, the items' values in the calls' order."""
+    concepts, _ = split_concepts()
+    rng = random.Random(0)
+    forms = collections.Counter()
+    for _ in range(400):
+        tool = build_tool(rng, rng.choice(concepts))
+        count = rng.choice((2, 3))
+        request = parallel_request(rng, tool, count)
+        if request is None:
+            continue
+        assert len(request.items) == len(request.calls) == count
+        if request.text.rstrip("?!.").endswith("respectively"):
+            forms["respectively"] += 1
+            # Each varying value is said in the text in the order of the calls.
+            first, second = (call.arguments for call in request.calls[:2])
+            assert len([name for name in first if first[name] != second[name]]) == 2, request
+        elif any(same.split(" {rest}")[0] in request.text for same in SAME_AGAIN):
+            forms["the_same"] += 1
+            first_sentence = request.text.split(". ", 1)[0]
+            assert request.items[0] in first_sentence or request.items[0].split(" ", 1)[-1] in first_sentence
+    assert forms["respectively"] > 10 and forms["the_same"] > 20, forms

@@ -54,9 +54,9 @@ EVAL_SIZE = 48
 EVAL_CONCEPT_EVERY = 8
 # About 900 tokens at most: with the preamble, every conversation fits the demo's 1024-token rows whole.
 MAX_CHARS = 2600
-# About 3 in 10 answers make no call, as BFCL's irrelevance category and real tool use ask of a model; with fewer
-# (a mix of 16% + 8% was tried) a 270M model calls a tool for nearly every question that wants none.
-KIND_SHARES = {"single": 0.40, "parallel": 0.20, "parallel_mixed": 0.12, "irrelevant": 0.15, "question": 0.13}
+# About 1 in 3 answers make no call, as BFCL's irrelevance category and real tool use ask of a model; with fewer
+# (mixes of 16% + 8% and 15% + 13% were tried) a 270M model calls a tool for most requests that want none.
+KIND_SHARES = {"single": 0.37, "parallel": 0.20, "parallel_mixed": 0.11, "irrelevant": 0.19, "question": 0.13}
 # Of the requests no offered tool serves, this share is a near miss: the tools come from the request's own domain
 # (other concepts) and may include one that does another thing with the same object (delete beside get), so the
 # decision has to come from what each tool does, not from the domain's words.
@@ -72,7 +72,12 @@ SERVE_ALIKE = (
 # A parallel request with one varying value sometimes lists the values once ("in Denver, Boston and Austin"), as
 # people do, instead of a phrase for each ("in Denver, in Boston and in Austin"); the thought still numbers one
 # item per value.
-LISTED_VALUES_SHARE = 0.4
+# How a request for several calls says its values: a phrase for each call ("each"), the values listed once
+# ("listed"; with two varying values, two lists matched in order: "respectively"), or the first call asked in full
+# and the rest as "the same" in a second sentence. A list that would not read right (a value with a comma of its
+# own, a value repeated in it) falls back to "each".
+PARALLEL_FORMS = {"each": 0.35, "listed": 0.5, "the_same": 0.15}
+SAME_AGAIN = ("Then do the same {rest}.", "And the same {rest}.", "Also {rest}, please.", "Repeat that {rest}.")
 # How many tools a conversation offers (at least as many as it calls): mostly short lists, so that a CPU step
 # holds more conversations, but up to five, as in real tool lists.
 TOOL_COUNT_WEIGHTS = {1: 0.40, 2: 0.25, 3: 0.20, 4: 0.10, 5: 0.05}
@@ -351,7 +356,7 @@ def draw_value(rng: random.Random, tool_param: ToolParam) -> tuple[Any, str]:
     if form == "percent":
         percent = _plain_number(round(rng.uniform(kind.low, kind.high), kind.decimals))
         value = round(percent / 100, kind.decimals + 2) if tool_param.percent_as_fraction else percent
-        return value, f"{percent}%"
+        return value, f"{percent}%" if rng.random() < 0.75 else f"{percent} percent"
     if form == "date":
         year, month, day = rng.choice((2025, 2026)), rng.randint(1, 12), rng.randint(1, 28)
         month_name = calendar.month_name[month]
@@ -381,13 +386,18 @@ def phrase(rng: random.Random, tool_param: ToolParam, value: Any, said: str) -> 
     return rng.choice(param.phrases).format(v=said)
 
 
-def listed_phrase(rng: random.Random, tool_param: ToolParam, said_values: list[str]) -> str | None:
+def listed_phrase(
+    rng: random.Random, tool_param: ToolParam, said_values: list[str], worded: bool = False
+) -> str | None:
     """One phrase for several values ("in Denver, Boston and Austin"), or None where a list would read as one
     value: a phrase that quotes its value ("with the subject 'A, B and C'" is one subject) or a value with a
-    comma of its own ("March 3, 2026", "$25,000", "Lyon, France")."""
+    comma of its own ("March 3, 2026", "$25,000", "Lyon, France"). `worded`: only a phrase with a word of its
+    own ("in {v}", not "{v}" or "and {v}"), so that two lists side by side can be told apart."""
     if any("," in said for said in said_values):
         return None
     unquoted = [text for text in tool_param.param.phrases if "'{v}'" not in text and '"{v}"' not in text]
+    if worded:
+        unquoted = [text for text in unquoted if set(text.replace("{v}", "").split()) - {"and"}]
     return rng.choice(unquoted).format(v=_join(said_values)) if unquoted else None
 
 
@@ -486,12 +496,41 @@ def parallel_request(rng: random.Random, tool: BuiltTool, count: int) -> Request
         groups.append(" ".join(phrase(rng, p, value, spoken) for p, value, spoken in drawn))
         spoken_by_call.append(spoken_values)
         if len(calls) == count:
-            listed = len(varying) == 1 and rng.random() < LISTED_VALUES_SHARE
-            values_said = listed_phrase(rng, varying[0], [said for (said,) in spoken_by_call]) if listed else None
-            body = " ".join([*shared_phrases, values_said or _join(groups)])
-            text = _sentence(rng, rng.choice(tool.concept.asks), body)
+            text = _parallel_text(rng, tool, varying, shared_phrases, groups, spoken_by_call)
             return Request(text, tuple(calls), tool.concept.noun, tuple(shared_phrases), tuple(groups))
     return None
+
+
+def _parallel_text(
+    rng: random.Random,
+    tool: BuiltTool,
+    varying: list[ToolParam],
+    shared_phrases: list[str],
+    groups: list[str],
+    spoken_by_call: list[list[str]],
+) -> str:
+    """The request for several calls, in one of the ways people ask for them: a phrase for each call ("in Denver
+    and in Boston"), the values listed once ("in Denver, Boston and Austin"), two lists matched in order ("with a
+    base of 10 and 15 and a height of 5 and 7, respectively"), or the first call asked in full and the others as
+    "the same" in a second sentence."""
+    ask = rng.choice(tool.concept.asks)
+    form = rng.choices(tuple(PARALLEL_FORMS), weights=tuple(PARALLEL_FORMS.values()))[0]
+    if form == "listed" and len(varying) == 1:
+        values_said = listed_phrase(rng, varying[0], [spoken for (spoken,) in spoken_by_call])
+        if values_said:
+            return _sentence(rng, ask, " ".join([*shared_phrases, values_said]))
+    # Two lists, each of different values: "on medium and medium level" would read as one value said twice.
+    distinct = all(len({spoken[i] for spoken in spoken_by_call}) == len(spoken_by_call) for i in range(len(varying)))
+    if form == "listed" and len(varying) == 2 and distinct:
+        lists = [
+            listed_phrase(rng, p, [spoken[i] for spoken in spoken_by_call], worded=True) for i, p in enumerate(varying)
+        ]
+        if all(lists):
+            return _sentence(rng, ask, " ".join([*shared_phrases, f"{lists[0]} and {lists[1]}, respectively"]))
+    if form == "the_same":
+        first = _sentence(rng, ask, " ".join([*shared_phrases, groups[0]]))
+        return first + " " + rng.choice(SAME_AGAIN).format(rest=_join(groups[1:]))
+    return _sentence(rng, ask, " ".join([*shared_phrases, _join(groups)]))
 
 
 def chatty(rng: random.Random, text: str) -> str:
@@ -598,6 +637,9 @@ class Draft:
     """Concepts whose tools would serve the request: a no-call draft's own wanted concept and those alike."""
     sibling_of: BuiltTool | None = None
     """A tool whose sibling (another action on its object) is offered, although the tool itself is not."""
+    near_verbs: tuple[str, ...] = ()
+    """Actions whose tools are offered first too ("calculate_room_area" beside a request to calculate a loan
+    payment): a tool named with the request's own verb is no reason to call it."""
 
 
 def draft_single(rng: random.Random, concepts: list[Concept]) -> Draft | None:
@@ -628,8 +670,8 @@ def draft_parallel_mixed(rng: random.Random, concepts: list[Concept]) -> Draft |
 
 
 def draft_irrelevant(rng: random.Random, concepts: list[Concept]) -> Draft | None:
-    """A request for a tool that is not offered: the others come from other domains, or (a near miss) from its
-    own domain, perhaps with a sibling of the wanted tool."""
+    """A request for a tool that is not offered: the others come from other domains (first those named with the
+    request's own verb), or (a near miss) from its own domain, perhaps with a sibling of the wanted tool."""
     wanted = build_tool(rng, rng.choice(concepts))
     request = single_request(rng, wanted)
     near_miss = rng.random() < NEAR_MISS_SHARE
@@ -643,7 +685,7 @@ def draft_irrelevant(rng: random.Random, concepts: list[Concept]) -> Draft | Non
     )
     turns = ({"from": "human", "value": chatty(rng, request.text)}, {"from": "gpt", "value": _think(thought) + answer})
     if not near_miss:
-        return Draft((), turns, avoid_domains=(wanted.concept.domain,))
+        return Draft((), turns, avoid_domains=(wanted.concept.domain,), near_verbs=(wanted.concept.verb,))
     alike = {obj for pair in SERVE_ALIKE if wanted.concept.obj in pair for obj in pair}
     never = tuple(c for c in concepts if c == wanted.concept or c.obj in alike)
     sibling_of = wanted if rng.random() < SIBLING_SHARE else None
@@ -696,7 +738,7 @@ def offer(rng: random.Random, draft: Draft, concepts: list[Concept]) -> list[Bui
     taken = {tool.concept for tool in draft.used} | set(draft.never_offered)
     domains = {tool.concept.domain for tool in draft.used} | set(draft.near_domains)
     allowed = [c for c in concepts if c not in taken and c.domain not in draft.avoid_domains]
-    near = [c for c in allowed if c.domain in domains]
+    near = [c for c in allowed if c.domain in domains or c.verb in draft.near_verbs]
     tools = list(draft.used)
     like = draft.sibling_of or (rng.choice(draft.used) if draft.used and rng.random() < SIBLING_SHARE else None)
     if like is not None:
