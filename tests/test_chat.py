@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -406,7 +407,9 @@ def terminal(tmp_path):
     opened: list[Terminal] = []
 
     def start(command: str) -> Terminal:
-        opened.append(Terminal(f"fcloop_chat_{tmp_path.name}_{len(opened)}", command))
+        # The process id too: two test runs at once on one machine (the two CI environments run by hand side by
+        # side) get the same tmp_path names, and tmux refuses a second session of the same name.
+        opened.append(Terminal(f"fcloop_chat_{os.getpid()}_{tmp_path.name}_{len(opened)}", command))
         return opened[-1]
 
     yield start
