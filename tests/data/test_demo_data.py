@@ -37,8 +37,9 @@ from fcloop.data.demo_data.generate import (
 )
 from fcloop.data.demo_data.questions import SPELLED_WORDS, UNIT_PAIRS, draw_question
 from fcloop.data.demo_data.vocabulary import CHAT, PARAMS, PLACES
-from fcloop.data.gemma_format import render
+from fcloop.data.gemma_format import END_OF_TURN, render
 from fcloop.data.readers import DEMO_DIR, iter_rows, read_row
+from fcloop.evaluation.generation import build_cases, cases_longer_than
 from fcloop.evaluation.scoring import call_is_schema_valid, parse_assistant_output
 
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.toml"
@@ -88,6 +89,21 @@ def test_every_demo_conversation_fits_the_demo_rows_whole(gemma_text_tags_tok):
             text = render(conversation, config.data.think_instruction).text
             longest = max(longest, len(gemma_text_tags_tok(text, add_special_tokens=False)["input_ids"]))
     assert 0.8 * config.data.max_seq_len < longest <= config.data.max_seq_len
+
+
+def test_the_demos_scored_eval_answers_fit_its_generation_limit(gemma_text_tags_tok):
+    # A scored case whose expected answer is longer than eval.max_new_tokens cannot match: the demo's closing
+    # table would count it wrong whatever the model learned. The limit also must not be far above the longest
+    # answer: the base model never stops early, so every extra token is a decoding step of the whole batch.
+    config = load_config(DEMO_CONFIG)
+    conversations = [read_row(row, "hermes", "demo:eval", index) for index, row in iter_rows("demo:eval")]
+    cases = build_cases(conversations, config.eval.max_cases)
+    assert len(cases) == config.eval.max_cases
+    assert cases_longer_than(cases, gemma_text_tags_tok, config.eval.max_new_tokens) == []
+    longest = max(
+        len(gemma_text_tags_tok(case.expected + END_OF_TURN, add_special_tokens=False)["input_ids"]) for case in cases
+    )
+    assert config.eval.max_new_tokens <= longest + 32
 
 
 def test_kinds_come_in_the_stated_shares():
