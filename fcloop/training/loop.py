@@ -438,7 +438,10 @@ def train(config: Config, stop_after_steps: int | None = None) -> RunState:
     say = print if world.is_main else (lambda *args, **kwargs: None)  # one copy of each message, not N
     # Rank 0 alone writes the run folder, so it alone holds the folder's lock, for the whole run.
     with run_folder_lock(Path(config.run.out_dir), say) if world.is_main else contextlib.nullcontext():
-        return train_in_folder(config, world, stop_after_steps)
+        state = train_in_folder(config, world, stop_after_steps)
+    # The model and optimizer went out of scope with train_in_folder; shutdown collects what they leave.
+    shutdown(world)
+    return state
 
 
 def train_in_folder(config: Config, world: World, stop_after_steps: int | None) -> RunState:
@@ -540,8 +543,6 @@ def train_in_folder(config: Config, world: World, stop_after_steps: int | None) 
                 f"already complete: {out_dir} trained its {total_steps} steps and its adapter is in "
                 f"{out_dir / 'final'}; nothing to do (raise train.max_steps to train on)"
             )
-            barrier(world)
-            shutdown(world)
             return state
         saved = saved_settings(resume_from)
         if saved and (
@@ -673,8 +674,6 @@ def train_in_folder(config: Config, world: World, stop_after_steps: int | None) 
             # The first evaluation (the base model, when the run started at step 0) beside the last.
             for line in before_after_table(read_metrics(out_dir)):
                 say(line)
-    barrier(world)
-    shutdown(world)
     return state
 
 
