@@ -1,10 +1,10 @@
 """`python -m torch.distributed.run ... tests/training/leave_probe.py CONFIG [overrides]`: fcloop.train's command,
 with a look at each rank as it leaves its process group.
 
-Each rank writes to $LEAVE_PROBE_DIR/rank<N>.json how many parameters (of any model) are still alive at that moment (the
-run's model must be collected by then: left to the interpreter's exit, its collection races gloo's worker
-threads, and a rank could abort after a finished run). Rank 1 then waits half a second before it leaves, as a
-loaded machine can make it do, so that rank 0 leaves and exits first."""
+Each rank writes to $LEAVE_PROBE_DIR/rank<N>.json how many parameters (of any model) are still alive at that
+moment: the run's model must be collected by then, because left to the interpreter's exit its collection races
+gloo's worker threads and can abort a rank after a finished run. Rank 1 then waits half a second before it
+leaves, as a loaded machine can make it do, so that rank 0 leaves and exits first."""
 
 from __future__ import annotations
 
