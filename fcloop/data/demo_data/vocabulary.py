@@ -85,6 +85,18 @@ AIRPORT_CODES = ("OPO", "KIX", "DEN", "NBO", "VLC", "HAM", "UIO", "PER", "DUB", 
 FILE_NAMES = ("report.pdf", "photos.zip", "budget.xlsx", "notes.txt", "slides.pptx")
 HASHTAGS = ("#sustainability", "#remotework", "#marathon", "#foodie", "#openSource")
 WORDS = ("serendipity", "ephemeral", "resilient", "ubiquitous", "meticulous", "candid")
+# Lists of strings, many of them several words long or capitalized: the answer must close each list with `]`
+# and quote every item, however the user said them.
+AMENITIES = (
+    "swimming pool", "free parking", "Gym", "Free WiFi", "airport shuttle", "Spa", "pet friendly", "breakfast included",
+)  # fmt: skip
+HOME_FEATURES = ("garage", "Garden", "balcony", "fireplace", "Home Office", "washer and dryer", "elevator")
+FACILITIES = (
+    "Playground", "Dog Run", "Basketball Court", "walking trail", "Public Restrooms", "Boat Launch", "Picnic Shelter",
+)  # fmt: skip
+ALLERGENS = ("peanuts", "gluten", "dairy", "shellfish", "soy", "tree nuts", "sesame")
+SKILLS = ("Python", "SQL", "project management", "data analysis", "public speaking", "UX Design", "Kubernetes")
+DOC_TAGS = ("urgent", "finance", "Q3 Review", "follow-up", "design", "Customer Feedback", "legal")
 MONTHS = (
     "January", "February", "March", "April", "May", "June",
     "July", "August", "September", "October", "November", "December",
@@ -286,6 +298,30 @@ PARAMS: dict[str, Param] = {
         P("cities", ("cities", "locations", "places"), "List of city names", Kind("list", pool=CITIES), ("for {v}", "in {v}")),
         P("languages", ("languages", "target_languages", "langs"), "Languages to include", Kind("list", pool=LANGUAGES),
           ("in {v}",)),
+        P("amenities", ("amenities", "required_amenities", "facilities"), "Amenities the place must have",
+          Kind("list", pool=AMENITIES), ("with {v}", "that has {v}")),
+        P("home_features", ("features", "must_have", "home_features"), "Features the home must have",
+          Kind("list", pool=HOME_FEATURES), ("with {v}", "that has {v}")),
+        P("park_facilities", ("facilities", "amenities", "features"), "Facilities the park must offer",
+          Kind("list", pool=FACILITIES), ("with {v}", "that have {v}")),
+        P("allergens", ("allergens", "avoid_ingredients", "exclude"), "Allergens to avoid",
+          Kind("list", pool=ALLERGENS), ("without {v}", "free of {v}")),
+        P("skills", ("skills", "required_skills", "expertise"), "Skills the person must have",
+          Kind("list", pool=SKILLS), ("who know {v}", "with {v} skills")),
+        P("doc_tags", ("tags", "labels", "keywords"), "Tags to attach",
+          Kind("list", pool=DOC_TAGS), ("tagged {v}", "with the tags {v}")),
+        P("attendees", ("attendees", "participants", "invitees"), "Full names of the people to invite",
+          Kind("list", pool=PEOPLE), ("with {v}", "inviting {v}")),
+        P("recipients", ("recipients", "to", "email_addresses"), "Email addresses of the recipients",
+          Kind("list", pool=EMAILS), ("to {v}",)),
+        P("products", ("products", "items", "product_names"), "Names of the products", Kind("list", pool=PRODUCTS),
+          ("for {v}", "of {v}")),
+        P("plants", ("plants", "crops", "plant_names"), "Names of the plants", Kind("list", pool=PLANTS),
+          ("for {v}", "with {v}")),
+        P("genres", ("genres", "styles", "music_genres"), "Music genres to include", Kind("list", pool=GENRES),
+          ("with {v}", "mixing {v}")),
+        P("teams", ("teams", "team_names", "clubs"), "Names of the teams", Kind("list", pool=TEAMS),
+          ("for the {v}", "of the {v}")),
         # enums
         P("units", ("units", "unit_system", "unit"), "Unit system", Kind("enum", pool=("metric", "imperial")),
           ("in {v} units",)),
@@ -569,6 +605,35 @@ CONCEPTS: tuple[Concept, ...] = (
       "product city?", "check the stock level | how many are in stock | look up the inventory", "a stock level"),
     C("shipping", "calculate", "shipping_cost", "Calculate the cost of shipping a parcel.",
       "weight_kg origin destination", "calculate the shipping cost | how much to ship | quote the shipping", "a shipping cost"),
+    # Tools taking lists of strings, the list most often last: each item quoted, the list closed before the call.
+    C("travel", "search", "hotels", "Search hotels in a city that have all the amenities asked for.",
+      "city budget? amenities", "search for hotels | find a hotel | look for places to stay", "a hotel search"),
+    C("real_estate", "search", "homes_for_sale", "Search homes for sale in a city with the features asked for.",
+      "city budget? rooms? home_features", "search homes for sale | find a house to buy | look for homes on the market", "a home search"),
+    C("parks", "find", "parks", "Find public parks in a city that offer the facilities asked for.",
+      "city count? park_facilities", "find parks | search for a park | look for parks", "a park search"),
+    C("food", "find", "allergy_safe_restaurants", "Find restaurants in a city that can avoid the allergens given.",
+      "city cuisine? allergens", "find restaurants | search for places to eat | look for restaurants", "a restaurant search"),
+    C("hr", "search", "candidates", "Search the talent pool for candidates with all the skills given.",
+      "department? count? skills", "search for candidates | find people to hire | look for applicants", "a candidate search"),
+    C("files", "tag", "document", "Attach tags to a document.",
+      "file_name doc_tags", "tag the document | label the file | add tags to", "document tags"),
+    C("calendar", "schedule", "meeting", "Schedule a meeting and invite people to it.",
+      "title_event date time? attendees", "schedule a meeting | set up a meeting | book a meeting", "a meeting"),
+    C("email", "send", "group_email", "Send one email to several recipients.",
+      "subject_line message recipients", "send an email | email | write one email", "a group email"),
+    C("shopping", "compare", "product_prices", "Compare the current prices of several products.",
+      "budget? products", "compare the prices | which is cheapest | price-check", "a price comparison"),
+    C("gardening", "check", "companion_plants", "Check whether plants grow well together in one bed.",
+      "area_m2? plants", "check if these plants grow well together | can I plant together | check the companion planting", "a companion planting check"),
+    C("music", "create", "playlist", "Create a playlist that mixes the genres given.",
+      "title minutes? genres", "create a playlist | make a playlist | put together a playlist", "a playlist"),
+    C("sports", "get", "fixtures", "Get the upcoming matches of several teams.",
+      "days? teams", "get the upcoming matches | when do they play next | show the fixtures", "match fixtures"),
+    C("weather", "compare", "city_weather", "Compare today's weather across several cities.",
+      "units? cities", "compare the weather | where is it warmest | check the weather", "a weather comparison"),
+    C("language", "translate", "phrase_many", "Translate a text into several languages at once.",
+      "text languages", "translate | say in several languages | how do you say", "translations"),
 )  # fmt: skip
 
 # Parameters only one or two concepts use.
