@@ -23,7 +23,7 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -62,6 +62,9 @@ class Decoding:
     temperature: float = 0.0
     """0: greedy, as evaluation decodes."""
     top_p: float = 1.0
+    constrain_calls: bool = True
+    """Hold every tool call to the tools' schemas while it is written (fcloop.evaluation.constrained), as
+    evaluation does; `--free-calls` turns it off."""
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -251,14 +254,17 @@ def generate_text(
     streamer: Any = None,
     should_stop: Callable[[], bool] | None = None,
     base: bool = False,
+    tools: Sequence[dict[str, Any]] = (),
 ) -> list[int]:
     """The new token ids for `prompt`; `base`: with the adapter switched off (peft's `disable_adapter`), so
-    the base model answers without a second copy in memory."""
+    the base model answers without a second copy in memory. Calls are held to `tools` where the decoding
+    says so."""
+    held_to = tuple(tools) if decoding.constrain_calls and tools else None
     context = model.model.disable_adapter() if base else contextlib.nullcontext()
     with context:
         return generate_one(
             model.model, model.tokenizer, prompt, decoding.max_new_tokens, model.device, decoding.temperature,
-            decoding.top_p, streamer, should_stop, merge_token_rows=not base,
+            decoding.top_p, streamer, should_stop, merge_token_rows=not base, tools=held_to,
         )  # fmt: skip
 
 
@@ -267,9 +273,10 @@ def one_shot(
 ) -> None:
     for prompt in prompts:
         text = model.prompt([Message("user", prompt)], tools)
-        record = answer_record(prompt, model.decode(generate_text(model, text, decoding)), tools, run_calls)
+        answer = model.decode(generate_text(model, text, decoding, tools=tools.schemas))
+        record = answer_record(prompt, answer, tools, run_calls)
         if compare:
-            base_answer = model.decode(generate_text(model, text, decoding, base=True))
+            base_answer = model.decode(generate_text(model, text, decoding, base=True, tools=tools.schemas))
             record["base"] = answer_record(prompt, base_answer, tools, run_calls=False)
         print(json.dumps(record, ensure_ascii=False), flush=True)
 
@@ -361,8 +368,9 @@ class Chat:
         stop = threading.Event()
         with ctrl_c_stops(stop):
             new_ids = generate_text(
-                self.model, prompt, self.decoding, StreamPrinter(self.model, self.out, self.style), stop.is_set, base
-            )
+                self.model, prompt, self.decoding, StreamPrinter(self.model, self.out, self.style), stop.is_set, base,
+                self.tools.schemas,
+            )  # fmt: skip
         if stop.is_set():
             self.out.write(self.style(" [stopped]", YELLOW))
         self.out.write("\n")
@@ -478,6 +486,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--temperature", type=float, default=0.0, help="0 (the default) decodes greedily")
     parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling, with --temperature > 0")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="the longest answer, in tokens")
+    parser.add_argument(
+        "--free-calls",
+        action="store_true",
+        help="do not hold tool calls to the tools' schemas while they are written (they are by default)",
+    )
     return parser
 
 
@@ -491,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     model = load_chat_model(args.folder)
     if args.compare and not model.has_adapter:
         raise ChatInputError(f"--compare: {args.folder} holds a merged model; there is no adapter to switch off")
-    decoding = Decoding(args.max_new_tokens, args.temperature, args.top_p)
+    decoding = Decoding(args.max_new_tokens, args.temperature, args.top_p, constrain_calls=not args.free_calls)
     if args.prompt:
         one_shot(model, args.prompt, tools, decoding, run_calls=args.yes, compare=args.compare)
         return 0

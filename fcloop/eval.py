@@ -179,7 +179,7 @@ def evaluate_conversations(config: Config, model, tokenizer, sources, device, dt
     print(f"generating {len(cases)} cases on {device} ({dtype})...", flush=True)
     metrics, records = evaluate_tool_calls(
         model, tokenizer, cases, config.data.think_instruction, config.eval.max_new_tokens, config.eval.batch_size,
-        device, progress=True,
+        device, progress=True, constrain_calls=config.eval.constrain_calls,
     )  # fmt: skip
     write_predictions(out / PREDICTIONS_FILE, records)
     print(f"wrote {out / PREDICTIONS_FILE}")
@@ -196,9 +196,12 @@ def evaluate_bfcl_cases(config: Config, model, tokenizer, cases, device, dtype, 
         print(warning, file=sys.stderr)
     print(describe(cases))
     print(f"generating {len(cases)} BFCL cases on {device} ({dtype})...", flush=True)
+    if config.eval.constrain_calls:
+        print("tool calls held to each case's tools while generated (eval.constrain_calls = true)")
     metrics, records = evaluate_bfcl(
-        model, tokenizer, cases, think, max_new_tokens, config.eval.batch_size, device, limit, progress=True
-    )
+        model, tokenizer, cases, think, max_new_tokens, config.eval.batch_size, device, limit, progress=True,
+        constrain_calls=config.eval.constrain_calls,
+    )  # fmt: skip
     write_predictions(out / BFCL_PREDICTIONS_FILE, records)
     print(f"wrote {out / BFCL_PREDICTIONS_FILE}")
     return metrics

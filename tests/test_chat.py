@@ -219,6 +219,22 @@ def test_one_shot_prompts_are_rendered_as_training_renders_them(run, tools_file,
     assert seen == [expected.text]
 
 
+def test_calls_are_held_to_the_tools_unless_free_calls_is_given(run, tools_file, monkeypatch, capsys):
+    held_to = []
+
+    def generate_one(model, tokenizer, prompt, *args, tools=None, **kwargs):
+        held_to.append(tools)
+        return tokenizer("Ok.<end_of_turn>", add_special_tokens=False)["input_ids"]
+
+    monkeypatch.setattr(chat, "generate_one", generate_one)
+    argv = [str(run / "final"), "--tools", str(tools_file), "--prompt", "Hi"]
+    assert run_cli(chat.main, argv) == 0
+    assert run_cli(chat.main, [*argv, "--free-calls"]) == 0
+    assert run_cli(chat.main, [*argv, "--compare"]) == 0  # the base model's answer is held to them too
+    assert run_cli(chat.main, [str(run / "final"), "--prompt", "Hi"]) == 0  # no tools: nothing to hold to
+    assert held_to == [(WEATHER,), None, (WEATHER,), (WEATHER,), None]
+
+
 def test_one_shot_end_to_end_is_greedy_and_the_same_from_the_final_folder_and_the_checkpoint(run, tools_file, capsys):
     argv = ["--tools", str(tools_file), "--prompt", "Weather in Paris?", "--max-new-tokens", "4"]
     assert run_cli(chat.main, [str(run / "final"), *argv]) == 0
@@ -345,7 +361,8 @@ BASE = json.loads(sys.argv[2])
 
 
 def generate_one(model, tokenizer, prompt, max_new_tokens, device, temperature, top_p, streamer=None,
-                 should_stop=None, merge_token_rows=True):
+                 should_stop=None, merge_token_rows=True, tools=None):
+    assert tools is not None and [tool["function"]["name"] for tool in tools] == ["get_weather", "fail"]
     text = (ANSWERS if merge_token_rows else BASE).pop(0)
     slow = text.startswith("la la")
     ids = tokenizer(text + "<end_of_turn>", add_special_tokens=False)["input_ids"]

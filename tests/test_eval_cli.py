@@ -19,7 +19,7 @@ from fcloop.training.loop import train
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 RECORD_KEYS = ["id", "tools", "expected", "generated"]
-METRIC_KEYS = {
+SCORE_KEYS = {
     "decision_accuracy",
     "call_exact_match",
     "name_accuracy",
@@ -32,6 +32,9 @@ METRIC_KEYS = {
     "right_several_calls",
     "n",
 }
+# What eval.constrain_calls (on by default) did: fcloop.evaluation.constrained.
+CONSTRAINT_KEYS = {"constraint_steps", "constraint_replaced", "constraint_unresolved"}
+METRIC_KEYS = SCORE_KEYS | CONSTRAINT_KEYS
 WEATHER = {
     "type": "function",
     "function": {
@@ -195,6 +198,14 @@ def test_eval_cli_writes_predictions_and_metrics_for_a_trained_adapter(trained_r
     assert eval_main([*step_argv, "--eval.max_cases=3", "--eval.max_new_tokens=8"]) == 0
     assert read_jsonl(step_out / "predictions.jsonl") == records
 
+    # Unconstrained: the tiny model writes no call, so the same answers, scored without the constraint's counts.
+    free_out = tmp_path / "eval_free"
+    free_argv = [str(trained_run / "config.toml"), "--adapter", str(trained_run / "final"), "--out", str(free_out)]
+    assert eval_main([*free_argv, "--eval.max_cases=3", "--eval.max_new_tokens=8", "--eval.constrain_calls=false"]) == 0
+    assert read_jsonl(free_out / "predictions.jsonl") == records
+    free_metrics = json.loads((free_out / "metrics.json").read_text())
+    assert set(free_metrics) == SCORE_KEYS and free_metrics == {key: metrics[key] for key in SCORE_KEYS}
+
 
 def test_eval_cli_without_adapter_evaluates_the_base_model_on_data_given(trained_run, tmp_path):
     other = write_tiny_data(tmp_path / "other", train_count=1, eval_count=2)[1]
@@ -213,7 +224,7 @@ BFCL_KEYS = {
     "bfcl/simple_python/n",
     "bfcl/irrelevance",
     "bfcl/irrelevance/n",
-}
+} | {f"bfcl/{key}" for key in CONSTRAINT_KEYS}
 
 
 def test_eval_cli_scores_bfcl_sources_by_bfcls_rules_beside_the_conversations(trained_run, tmp_path):
@@ -271,7 +282,7 @@ def test_eval_cli_scores_bfcl_sources_by_bfcls_rules_beside_the_conversations(tr
         "bfcl/too_long",
         "bfcl/irrelevance",
         "bfcl/irrelevance/n",
-    }
+    } | {f"bfcl/{key}" for key in CONSTRAINT_KEYS}
     assert (metrics["n"], metrics["bfcl/n"]) == (1, 1)
 
 

@@ -299,20 +299,26 @@ def evaluate_bfcl(
     synced_ranks: bool = False,
     progress: bool = False,
     should_stop: Callable[[], bool] | None = None,
+    constrain_calls: bool = False,
 ) -> tuple[dict[str, float | int | None], list[dict[str, Any]]]:
     """Generate an answer for every case whose prompt fits and judge it: (metrics of `bfcl_metrics`,
     records {"id", "category", "prompt_tokens", "too_long", "expected", "generated", "correct", "error"}
     in case order). A case whose prompt is longer than `max_prompt_tokens` is not generated and is wrong.
-    `should_stop`: as `fcloop.evaluation.generation.generate` takes it (GenerationStopped)."""
-    from fcloop.evaluation.generation import generate  # here, so that reading sources and the rules need no torch
+    `should_stop`: as `fcloop.evaluation.generation.generate` takes it (GenerationStopped). `constrain_calls`:
+    calls are held to each case's tools while they are written; the metrics then count what that changed."""
+    # Here, so that reading sources and the rules need no torch.
+    from fcloop.evaluation.constrained import ConstraintCounts, constraint_metrics
+    from fcloop.evaluation.generation import generate
 
     prompts = [prompt_text(case, think_instruction) for case in cases]
     lengths = [_token_count(tokenizer, prompt) for prompt in prompts]
     fitting = [index for index, length in enumerate(lengths) if length <= max_prompt_tokens]
     fitting_prompts = [prompts[i] for i in fitting]
+    counts = ConstraintCounts()
     texts = generate(
-        model, tokenizer, fitting_prompts, max_new_tokens, batch_size, device, synced_ranks, progress, should_stop
-    )
+        model, tokenizer, fitting_prompts, max_new_tokens, batch_size, device, synced_ranks, progress, should_stop,
+        tools=[cases[i].prompt().tools for i in fitting] if constrain_calls else None, constraint_counts=counts,
+    )  # fmt: skip
     generated: dict[int, str] = dict(zip(fitting, texts, strict=True))
     records = []
     for index, case in enumerate(cases):
@@ -334,4 +340,7 @@ def evaluate_bfcl(
                 "error": error,
             }
         )
-    return bfcl_metrics(records), records
+    metrics = bfcl_metrics(records)
+    if constrain_calls:
+        metrics |= constraint_metrics(counts, "bfcl/")
+    return metrics, records

@@ -17,10 +17,11 @@ from typing import Any
 
 import torch
 from tqdm import tqdm
-from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
+from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from fcloop.data.conversation import Conversation
 from fcloop.data.gemma_format import END_OF_TURN, assistant_text, render
+from fcloop.evaluation.constrained import CallsFitTools, ConstraintCounts, constraint_metrics
 from fcloop.evaluation.scoring import aggregate, cut_at_stop_marker, score_case
 from fcloop.model.load import base_config
 from fcloop.model.lora import token_rows_merged
@@ -267,6 +268,8 @@ def generate(
     synced_ranks: bool = False,
     progress: bool = False,
     should_stop: Callable[[], bool] | None = None,
+    tools: Sequence[Sequence[dict[str, Any]]] | None = None,
+    constraint_counts: ConstraintCounts | None = None,
 ) -> list[str]:
     """Greedy continuations of `prompts` (rendered texts that already start with `<bos>`), in order.
 
@@ -278,6 +281,8 @@ def generate(
     on a CPU takes minutes, longer than a preemption's grace period); once it says stop, GenerationStopped is
     raised and nothing is returned. With `synced_ranks` it must give every rank the same answer (a collective),
     and it is asked between batches only, where every rank asks it the same number of times.
+    `tools`: the tools offered in each prompt; given, every tool call is held to them while it is written
+    (`fcloop.evaluation.constrained`), and what the constraint did is added to `constraint_counts`.
     """
     if tokenizer.pad_token_id is None:
         raise ValueError("the tokenizer has no pad token; batched generation needs one for left padding")
@@ -301,13 +306,21 @@ def generate(
                     raise GenerationStopped
                 chunk = order[start : start + batch_size]
                 input_ids, attention_mask = left_pad([encoded[i] for i in chunk], tokenizer.pad_token_id)
+                constraint = (
+                    CallsFitTools(tokenizer, [tools[i] for i in chunk], input_ids.shape[1], stop_ids)
+                    if tools is not None
+                    else None
+                )
                 output = model.generate(
                     input_ids=input_ids.to(device),
                     attention_mask=attention_mask.to(device),
                     generation_config=config,
                     synced_gpus=synced_ranks,
                     stopping_criteria=StoppingCriteriaList([stop_when]) if stop_when is not None else None,
+                    logits_processor=LogitsProcessorList([constraint]) if constraint is not None else None,
                 )
+                if constraint is not None and constraint_counts is not None:
+                    constraint_counts.add(constraint.counts)
                 if stop_when is not None and stop_when.fired:  # this batch's answers were cut short
                     raise GenerationStopped
                 new_tokens = output[:, input_ids.shape[1] :].tolist()
@@ -344,14 +357,22 @@ def generate_one(
     streamer: Any = None,
     should_stop: Callable[[], bool] | None = None,
     merge_token_rows: bool = True,
+    tools: Sequence[dict[str, Any]] | None = None,
 ) -> list[int]:
     """The new token ids of one continuation of `prompt` (a rendered text that starts with `<bos>`), the stop
     token that ended it included; `decode_new_tokens` reads them as evaluation does. Greedy unless
     `temperature` > 0. `streamer` gets the tokens as they come (transformers' streamer protocol); generation
     ends early once `should_stop()` is true. `merge_token_rows=False` leaves the trained new-token rows out,
-    for a model whose adapter is switched off."""
-    config = _generation_config(tokenizer, max_new_tokens, stop_token_ids(tokenizer), temperature, top_p)
+    for a model whose adapter is switched off. `tools`: given, every tool call is held to them while it is
+    written (`fcloop.evaluation.constrained`), sampled calls included."""
+    stop_ids = stop_token_ids(tokenizer)
+    config = _generation_config(tokenizer, max_new_tokens, stop_ids, temperature, top_p)
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    constraint = (
+        CallsFitTools(tokenizer, [tools], len(prompt_ids), stop_ids, sampling=temperature > 0)
+        if tools is not None
+        else None
+    )
     input_ids = torch.tensor([prompt_ids], dtype=torch.long, device=device)
     criteria = StoppingCriteriaList([_StopWhen(should_stop)]) if should_stop is not None else None
     was_training = model.training
@@ -368,6 +389,7 @@ def generate_one(
                 generation_config=config,
                 streamer=streamer,
                 stopping_criteria=criteria,
+                logits_processor=LogitsProcessorList([constraint]) if constraint is not None else None,
             )
     finally:
         model.train(was_training)
@@ -399,13 +421,19 @@ def evaluate_tool_calls(
     synced_ranks: bool = False,
     progress: bool = False,
     should_stop: Callable[[], bool] | None = None,
+    constrain_calls: bool = False,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Generate an answer for every case and score it: (metrics of `fcloop.evaluation.scoring.aggregate`, prediction
-    records {"id", "tools", "expected", "generated"} in case order). GenerationStopped: see `generate`."""
+    records {"id", "tools", "expected", "generated"} in case order). GenerationStopped: see `generate`.
+    `constrain_calls`: calls are held to each case's tools while they are written; the metrics then count what
+    that changed."""
     prompts = [render(case.prompt, think_instruction, add_generation_prompt=True).text for case in cases]
+    counts = ConstraintCounts()
     generated = generate(
-        model, tokenizer, prompts, max_new_tokens, batch_size, device, synced_ranks, progress, should_stop
-    )
+        model, tokenizer, prompts, max_new_tokens, batch_size, device, synced_ranks, progress, should_stop,
+        tools=[case.tools for case in cases] if constrain_calls else None, constraint_counts=counts,
+    )  # fmt: skip
     scores = [score_case(case.expected, text, case.tools) for case, text in zip(cases, generated, strict=True)]
     records = [prediction_record(case, text) for case, text in zip(cases, generated, strict=True)]
-    return aggregate(scores), records
+    metrics = aggregate(scores)
+    return (metrics | constraint_metrics(counts, "") if constrain_calls else metrics), records

@@ -404,6 +404,7 @@ def evaluation_results(
             scores, predictions = evaluate_tool_calls(
                 whole_model, tokenizer, setup.cases, config.data.think_instruction, config.eval.max_new_tokens,
                 config.eval.batch_size, setup.device, synced_ranks=world.sharded, should_stop=should_stop,
+                constrain_calls=config.eval.constrain_calls,
             )  # fmt: skip
         values.update({f"eval/{name}": value for name, value in scores.items()})
     if data.bfcl_cases and (world.is_main or world.sharded):  # BFCL's cases, scored by its rules
@@ -412,7 +413,7 @@ def evaluation_results(
             bfcl_scores, bfcl_records = evaluate_bfcl(
                 whole_model, tokenizer, data.bfcl_cases, config.data.think_instruction, config.eval.max_new_tokens,
                 config.eval.batch_size, setup.device, setup.bfcl_limit, synced_ranks=world.sharded,
-                should_stop=should_stop,
+                should_stop=should_stop, constrain_calls=config.eval.constrain_calls,
             )  # fmt: skip
         values.update(bfcl_scores)
     if setup.compiled:

@@ -413,8 +413,11 @@ def test_evaluation_records_and_metrics_count_a_too_long_prompt_as_wrong(tmp_pat
     }
     seen_prompts = []
 
-    def fake_generate(model, tokenizer, prompts, max_new_tokens, batch_size, device, *flags):
+    seen_tools = []
+
+    def fake_generate(model, tokenizer, prompts, max_new_tokens, batch_size, device, *flags, tools, **options):
         seen_prompts.extend(prompts)
+        seen_tools.append(tools)
         return [answers[next(c.id for c in cases if bfcl.prompt_text(c, "") == p)] for p in prompts]
 
     monkeypatch.setattr(fcloop.evaluation.generation, "generate", fake_generate)
@@ -438,6 +441,19 @@ def test_evaluation_records_and_metrics_count_a_too_long_prompt_as_wrong(tmp_pat
         "error",
     ]
     assert records[0]["expected"] == text_of(call("weather.current", city="New York", days=2, unit="celsius"))
+    # Held to their tools, each fitting case's generation gets the tools its prompt offers, and the counts of
+    # what the constraint changed join the metrics.
+    assert seen_tools == [None] and "bfcl/constraint_steps" not in metrics
+    held_metrics, held_records = bfcl.evaluate_bfcl(
+        None, tiny_tok, cases, "", 64, 2, "cpu", limit, constrain_calls=True
+    )
+    fitting = [case for index, case in enumerate(cases) if index != longest]
+    assert seen_tools[1] == [case.prompt().tools for case in fitting] and all(seen_tools[1])
+    assert held_records == records
+    assert {key: held_metrics[key] for key in ("bfcl/constraint_steps", "bfcl/constraint_replaced")} == {
+        "bfcl/constraint_steps": 0,
+        "bfcl/constraint_replaced": 0,
+    }
     by_category = {}
     for case in cases:
         by_category.setdefault(case.category, []).append(correct[case.id])

@@ -14,6 +14,7 @@ from fcloop.data.conversation import Conversation, Message, ToolCall
 from fcloop.data.gemma_format import END_OF_TURN, render
 from fcloop.data.readers import read_row
 from fcloop.data.tokenization import prepare_tokenizer
+from fcloop.evaluation.constrained import ConstraintCounts
 from fcloop.evaluation.generation import (
     build_cases,
     cases_longer_than,
@@ -106,7 +107,7 @@ def test_evaluate_tool_calls_scores_generations_against_the_cases(monkeypatch):
     cases = build_cases(chats)
     seen_prompts = []
 
-    def perfect_generation(model, tokenizer, prompts, max_new_tokens, batch_size, device, *flags):
+    def perfect_generation(model, tokenizer, prompts, max_new_tokens, batch_size, device, *flags, **options):
         seen_prompts.extend(prompts)
         return [case.expected for case in cases]
 
@@ -158,6 +159,18 @@ def test_batched_generation_equals_one_at_a_time(tiny, prompts):
     assert batched == one_at_a_time
     assert len(set(batched)) > 1  # different prompts, different continuations: the texts are not all padding
     assert all(END_OF_TURN not in text and "<pad>" not in text for text in batched)
+
+
+def test_generation_with_tools_equals_generation_without_when_no_call_is_written(tiny, prompts):
+    """The tiny model writes no `<tool_call>`: holding calls to the tools (fcloop.evaluation.constrained) must
+    not change one token of its answers, and it counts no step inside a call."""
+    model, tokenizer = tiny
+    free = generate(model, tokenizer, prompts, max_new_tokens=8, batch_size=3, device=CPU)
+    assert all("<tool_call>" not in text for text in free)
+    counts = ConstraintCounts()
+    held = generate(model, tokenizer, prompts, 8, 3, CPU, tools=[[WEATHER]] * len(prompts), constraint_counts=counts)
+    assert held == free
+    assert (counts.checked, counts.replaced, counts.unresolved) == (0, 0, 0)
 
 
 def test_one_new_token_is_the_argmax_of_a_plain_forward_pass(tiny, prompts):
@@ -224,3 +237,19 @@ def test_cases_whose_expected_answer_cannot_fit_in_max_new_tokens_are_named(tiny
     warning = too_long_warning(cases, tokenizer, lengths[0] - 1)
     assert "1 of 2 eval cases" in warning and "(eval.jsonl:7:0)" in warning
     assert f"eval.max_new_tokens = {lengths[0] - 1} tokens" in warning
+
+
+def test_the_constraints_text_of_a_candidate_is_the_tokenizers_text_of_the_whole_answer(tiny):
+    """The constraint decodes a candidate after the last token only (fast); that must give the text a decode of
+    the whole answer gives: leading spaces, characters split into byte tokens, special tokens."""
+    from fcloop.evaluation.constrained import CallsFitTools, _Answer
+
+    _, tokenizer = tiny
+    text = 'Hi  there, São Paulo 東京 🙂 <tool_call>\n{"name": "get_weather", "arguments": {"city": "Zürich"}}'
+    ids = tokenizer(text + "<end_of_turn>", add_special_tokens=False)["input_ids"]
+    assert any("\ufffd" in tokenizer.decode([token]) for token in ids)  # an emoji's bytes, split
+    processor = CallsFitTools(tokenizer, [[WEATHER]], prompt_width=0, stop_ids=[])
+    for end in range(len(ids)):
+        answer = _Answer(processor, ids[:end], {})
+        expected = tokenizer.decode(ids[: end + 1], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        assert answer.extended(ids[end]) == expected

@@ -276,8 +276,14 @@ def test_tool_call_metrics_are_logged_at_each_evaluation(tmp_path, tiny_data):
         predictions = [json.loads(line) for line in path.read_text().splitlines()]
         assert [set(p) for p in predictions] == [{"id", "tools", "expected", "generated"}] * 3
         rescored = aggregate([score_case(p["expected"], p["generated"], p["tools"]) for p in predictions])
+        # What eval.constrain_calls (on by default) did is logged beside the scores.
+        constraint = {key for key in record if key.startswith("eval/constraint_")}
+        assert constraint == {"eval/constraint_steps", "eval/constraint_replaced", "eval/constraint_unresolved"}
+        assert all(isinstance(record[key], int) and record[key] >= 0 for key in constraint)
         assert {f"eval/{name}": value for name, value in rescored.items()} == {
-            key: value for key, value in record.items() if key.startswith("eval/") and key != "eval/loss"
+            key: value
+            for key, value in record.items()
+            if key.startswith("eval/") and key != "eval/loss" and key not in constraint
         }
 
 

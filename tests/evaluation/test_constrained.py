@@ -1,0 +1,203 @@
+"""Tool calls held to the offered tools' schemas while they are generated (fcloop.evaluation.constrained)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from fcloop.evaluation.constrained import CallsFitTools, answer_is_possible, block_is_possible, tool_functions
+
+SUSHI = {
+    "type": "function",
+    "function": {
+        "name": "get_best_sushi_places",
+        "description": "Best sushi places of a city.",
+        "parameters": {
+            "type": "dict",
+            "properties": {
+                "city": {"type": "string"},
+                "top": {"type": "integer"},
+                "min_rating": {"type": "float"},
+                "open_now": {"type": "boolean"},
+                "sort": {"type": "string", "enum": ["rating", "price"]},
+                "cuisines": {"type": "array", "items": {"type": "string"}},
+                "area": {
+                    "type": "dict",
+                    "properties": {"lat": {"type": "number"}, "lon": {"type": "number"}},
+                    "required": ["lat", "lon"],
+                },
+            },
+            "required": ["city"],
+        },
+    },
+}
+# A bare function (BFCL's form), with a name that shares a beginning with the other.
+SUSHI_MENU = {"name": "get_best_sushi_menu", "parameters": {"type": "object", "properties": {"place": {}}}}
+FUNCTIONS = tool_functions([SUSHI, SUSHI_MENU])
+CALL = '{"name": "get_best_sushi_places", "arguments": '
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "",
+        "\n{",
+        '\n{"na',
+        '{"name": "get_best_sushi_',  # begins both names
+        '{"name": "get_best_sushi_menu", "arguments": {"place": [1, {"a": null}]}}',
+        CALL + '{"city": "Tokyo"',
+        CALL + '{"city": "Tok\\u00e9',  # an escape
+        CALL + '{"city": "Tokyo", "top": 4',  # a number may go on
+        CALL + '{"city": "Tokyo", "top": -12, "min_rating": 4.5e0, "open_now": fal',
+        CALL + '{"top": 3, "city": "Tokyo", "sort": "pri',
+        CALL + '{"city": "Tokyo", "cuisines": ["nigiri", "maki"], "area": {"lat": 35.6, "lon": 139',
+        CALL + '{"city": "Tokyo", "min_rating": 4}',  # an integer is a number
+        CALL + '{"city": "Tokyo"}}\n</tool',
+        CALL + "{\n" + " " * 15 + '"city"',  # a newline and an indent
+        '{"arguments": {"x": 1}, "name": "get_best_sushi_places"}',  # the keys in the other order
+    ],
+)
+def test_beginnings_of_calls_that_can_still_fit(body):
+    assert block_is_possible(body, FUNCTIONS) == (True, None)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[",  # not an object
+        "{'name'",  # a Python literal, not JSON
+        '{"tool"',  # neither name nor arguments
+        '{"name": "get_worst',  # no such tool
+        '{"name": "get_best_sushi_places" "arguments"',  # a comma missing
+        CALL + "[",  # the arguments must be an object
+        CALL + '{"city": "Tokyo", "top": 4/5',  # not JSON
+        CALL + '{"city": "Tokyo", "top": "4"',  # a string for an integer
+        CALL + '{"city": "Tokyo", "top": 4.5',  # a fraction for an integer
+        CALL + '{"city": "Tokyo", "top": 007',  # leading zeros
+        CALL + '{"city": "Tokyo", "min_rating": 0.' + "0" * 40,  # a runaway number
+        CALL + '{"city": "Tokyo", "cityx',  # no such argument
+        CALL + '{"city": "Tokyo", "city"',  # the same argument twice
+        CALL + '{"top": 3}',  # the required city missing
+        CALL + '{"city": "Tokyo", "sort": "cheap',  # not in the enum
+        CALL + '{"city": "Tokyo", "open_now": "yes"',  # a string for a boolean
+        CALL + '{"city": "Tokyo", "cuisines": ["nigiri", 3',  # the items are strings
+        CALL + '{"city": "Tokyo", "area": {"lat": 35.6}',  # lon is required inside the area
+        CALL + '{"city": "line\nbreak"',  # a raw control character inside a string
+        CALL + '{"city": "Tokyo"}} trailing',  # only </tool_call> may follow the call
+        CALL + '{"city": "Tokyo"}, "extra": 1}',
+        CALL + '{"city": "Tokyo",' + " " * 17,  # whitespace without end: a model kept from what it wants
+    ],
+)
+def test_beginnings_of_calls_that_cannot_fit(body):
+    assert block_is_possible(body, FUNCTIONS) == (False, None)
+
+
+def test_a_closed_block_says_where_it_ends_and_only_blocks_after_the_start_are_read():
+    body = CALL + '{"city": "Tokyo"}}\n</tool_call>'
+    assert block_is_possible(body + "\nThen text.", FUNCTIONS) == (True, len(body))
+    answer = f"<think>One call.</think><tool_call>\n{body}\n<tool_call>\n" + CALL + '{"top": "x'
+    assert not answer_is_possible(answer, 0, FUNCTIONS)  # the second block breaks its tool's schema
+    broken_first = "<tool_call>{'name': 1}</tool_call>"
+    assert answer_is_possible(broken_first + "<tool_call>" + CALL, len(broken_first), FUNCTIONS)
+    assert not answer_is_possible(broken_first + "<tool_call>" + CALL, 0, FUNCTIONS)
+    assert answer_is_possible("<think>No tool fits.</think>I cannot do that.", 0, FUNCTIONS)
+
+
+class CharTokenizer:
+    """One token per character (ids are code points), and 0 as the stop token: what the processor needs."""
+
+    def decode(self, ids, skip_special_tokens=False, clean_up_tokenization_spaces=False):
+        return "".join(chr(i) for i in ids if i != 0)
+
+
+def scores_ranking(*chars: str, vocabulary: int = 200) -> torch.Tensor:
+    """Scores over the code points below `vocabulary` that rank `chars` first, in order (0 is the stop id)."""
+    scores = torch.zeros(vocabulary)
+    for rank, char in enumerate(chars):
+        scores[0 if char == "STOP" else ord(char)] = 100.0 - rank
+    return scores
+
+
+def run_processor(
+    prompt: str, generated: str, scores: torch.Tensor, more_candidates: int = 4096
+) -> tuple[torch.Tensor, CallsFitTools]:
+    ids = torch.tensor([[ord(c) for c in prompt + generated]])
+    processor = CallsFitTools(
+        CharTokenizer(), [[SUSHI]], len(prompt), stop_ids={0}, candidates=5, more_candidates=more_candidates
+    )
+    return processor(ids, scores.clone().unsqueeze(0))[0], processor
+
+
+def test_the_first_fitting_candidate_is_forced_and_a_fitting_first_choice_is_untouched():
+    prompt = "<tools>...</tools> Ask <think>"  # a block opened in the prompt is not the answer's: not read
+    so_far = "Two.</think><tool_call>\n" + CALL + '{"city": "Tokyo", "top": '
+    scores = scores_ranking('"', "x", "3", "4")  # the model would open a string; 3 is the best integer
+    forced, processor = run_processor(prompt, so_far, scores)
+    assert forced.argmax() == ord("3") and forced[ord("3")] == scores[ord("3")]
+    assert torch.isinf(forced).sum() == len(scores) - 1
+    assert (processor.counts.checked, processor.counts.replaced, processor.counts.unresolved) == (1, 1, 0)
+
+    untouched, processor = run_processor(prompt, so_far, scores_ranking("4", '"'))
+    assert torch.equal(untouched, scores_ranking("4", '"'))
+    assert (processor.counts.checked, processor.counts.replaced) == (1, 0)
+
+
+def test_a_call_cannot_stop_before_it_closes_and_text_outside_calls_is_never_steered():
+    so_far = "</think><tool_call>\n" + CALL + '{"city": "Tokyo"}}'
+    forced, _ = run_processor("", so_far, scores_ranking("STOP", "\n", "<"))
+    assert forced.argmax() == ord("\n")
+    closed = so_far + "\n</tool_call>"
+    free, processor = run_processor("", closed, scores_ranking("STOP", "\n"))
+    assert torch.equal(free, scores_ranking("STOP", "\n")) and processor.counts.checked == 0
+    thought = "<think>I'd call {x: 4/5"  # no block open: anything goes
+    free, processor = run_processor("", thought, scores_ranking("/", "}"))
+    assert torch.equal(free, scores_ranking("/", "}")) and processor.counts.checked == 0
+
+
+def test_a_fitting_token_ranked_past_the_first_candidates_is_found():
+    so_far = "<tool_call>\n" + CALL + '{"city": "Tokyo", "top": '
+    forced, processor = run_processor("", so_far, scores_ranking("x", "y", "z", '"', "'", "a", "7"))
+    assert forced.argmax() == ord("7") and torch.isinf(forced).sum() == len(forced) - 1
+    assert (processor.counts.checked, processor.counts.replaced, processor.counts.unresolved) == (1, 1, 0)
+
+
+def test_when_no_candidate_fits_the_models_choice_is_kept_and_counted():
+    so_far = "<tool_call>\n" + CALL + '{"city": "Tokyo", "top": '
+    kept, processor = run_processor("", so_far, scores_ranking("x", "y", "z", '"', "'"), more_candidates=5)
+    assert torch.equal(kept, scores_ranking("x", "y", "z", '"', "'"))
+    assert (processor.counts.checked, processor.counts.replaced, processor.counts.unresolved) == (1, 0, 1)
+
+
+def test_sampling_inside_a_call_keeps_every_fitting_candidate_and_nothing_else():
+    so_far = "<tool_call>\n" + CALL + '{"city": "Tokyo", "top": '
+    ids = torch.tensor([[ord(c) for c in so_far]])
+    scores = scores_ranking('"', "3", "x", "4", " ")
+    processor = CallsFitTools(CharTokenizer(), [[SUSHI]], prompt_width=0, stop_ids={0}, candidates=5, sampling=True)
+    kept = processor(ids, scores.clone().unsqueeze(0))[0]
+    assert [chr(i) for i in torch.isfinite(kept).nonzero().flatten().tolist()] == [" ", "3", "4"]
+    assert torch.equal(kept[torch.isfinite(kept)], scores[[ord(" "), ord("3"), ord("4")]])
+    assert (processor.counts.checked, processor.counts.replaced, processor.counts.unresolved) == (1, 1, 0)
+    # Outside a call, sampling is free.
+    thought = torch.tensor([[ord(c) for c in "<think>Top 3"]])
+    assert torch.equal(processor(thought, scores.clone().unsqueeze(0))[0], scores)
+
+
+def test_greedy_decodings_own_choice_among_equal_scores_is_the_one_checked(monkeypatch):
+    """bf16 logits tie often; greedy decoding takes argmax's token, the first of the ties, whatever order topk
+    gives them (its order among ties is unspecified; here it puts the higher id first): that token is the one
+    that must fit, or the constraint must choose."""
+
+    def topk_higher_id_first_among_ties(values, k):
+        order = sorted(range(len(values)), key=lambda i: (-float(values[i]), -i))[:k]
+        return SimpleNamespace(values=values[order], indices=torch.tensor(order))
+
+    monkeypatch.setattr(torch, "topk", topk_higher_id_first_among_ties)
+    so_far = "<tool_call>\n" + CALL + '{"city": "Tokyo", "top": '
+    scores = torch.zeros(200)
+    scores[[ord('"'), ord("3")]] = 5.0  # a tie: argmax takes '"' (the lower id), which breaks the integer
+    forced, processor = run_processor("", so_far, scores)
+    assert int(scores.argmax()) == ord('"') and int(forced.argmax()) == ord("3")
+    assert torch.isinf(forced).sum() == len(forced) - 1
+    assert (processor.counts.replaced, processor.counts.unresolved) == (1, 0)
