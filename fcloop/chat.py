@@ -34,7 +34,7 @@ from fcloop.data.gemma_format import render
 from fcloop.data.readers import parse_tools
 from fcloop.errors import FcloopError, run_cli
 from fcloop.evaluation.generation import decode_new_tokens, generate_one, stop_token_ids
-from fcloop.evaluation.scoring import THINK_CLOSE, THINK_OPEN, call_problems, parse_assistant_output
+from fcloop.evaluation.scoring import THINK_CLOSE, THINK_OPEN, call_problems, parse_assistant_output, tool_function
 
 DIM, RED, GREEN, YELLOW, BOLD, RESET = "\x1b[2m", "\x1b[31m", "\x1b[32m", "\x1b[33m", "\x1b[1m", "\x1b[0m"
 # A model that keeps calling would otherwise never give the turn back.
@@ -71,11 +71,6 @@ class Decoding:
 # Tools
 
 
-def tool_definition(tool: dict[str, Any]) -> dict[str, Any]:
-    """The function part of a tool, given as {"type": "function", "function": {...}} or as the function."""
-    return tool["function"] if isinstance(tool.get("function"), dict) else tool
-
-
 def read_tools_file(path: Path) -> tuple[dict[str, Any], ...]:
     """An OpenAI-style list of function schemas, read as the training data's tool lists are read."""
     try:
@@ -95,7 +90,7 @@ def read_tools_file(path: Path) -> tuple[dict[str, Any], ...]:
     if not tools:
         raise ChatInputError(f"--tools {path}: the list is empty; give at least one function schema")
     for position, tool in enumerate(tools):
-        if not isinstance(tool_definition(tool).get("name"), str):
+        if not isinstance(tool_function(tool).get("name"), str):
             raise ChatInputError(
                 f"--tools {path}: tool {position} is not a function schema: it has no string 'name' (nor a "
                 "'function' object with one)"
@@ -428,7 +423,7 @@ class Chat:
             self.say("(new conversation)", DIM)
         elif name == "/tools":
             for schema in self.tools.schemas:
-                definition = tool_definition(schema)
+                definition = tool_function(schema)
                 self.say(f"{definition['name']}: {json.dumps(definition.get('parameters', {}), ensure_ascii=False)}")
             if not self.tools.schemas:
                 self.say("(no tools)", DIM)
@@ -449,7 +444,7 @@ class Chat:
         return True
 
     def run(self) -> None:
-        self.say(f"tools: {', '.join(tool_definition(t)['name'] for t in self.tools.schemas) or 'none'}", DIM)
+        self.say(f"tools: {', '.join(tool_function(t)['name'] for t in self.tools.schemas) or 'none'}", DIM)
         self.say(f"commands: {COMMANDS_HELP}; Ctrl-C stops a generation", DIM)
         while True:
             try:

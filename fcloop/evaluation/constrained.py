@@ -24,6 +24,7 @@ import torch
 from transformers import LogitsProcessor
 
 from fcloop.data.toolcalls import CLOSE, OPEN
+from fcloop.evaluation.scoring import tool_function
 
 WHITESPACE = " \t\n\r"
 # Whitespace between the parts of a call, at most this many characters in a row (a newline and an indent of
@@ -250,8 +251,8 @@ def tool_functions(tools: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]
     """{name: its parameters schema} of tools given as {"type": "function", "function": {...}} or as functions."""
     functions = {}
     for tool in tools:
-        definition = tool.get("function") if isinstance(tool.get("function"), dict) else tool
-        if isinstance(definition, dict) and isinstance(definition.get("name"), str):
+        definition = tool_function(tool)
+        if isinstance(definition.get("name"), str):
             parameters = definition.get("parameters")
             functions.setdefault(definition["name"], parameters if isinstance(parameters, dict) else {})
     return functions

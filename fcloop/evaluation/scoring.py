@@ -279,12 +279,17 @@ _TYPE_ALIASES = {
 }
 
 
+def tool_function(tool: dict[str, Any]) -> dict[str, Any]:
+    """The function part of a tool, given as {"type": "function", "function": {...}} or as the function."""
+    return tool["function"] if isinstance(tool.get("function"), dict) else tool
+
+
 def _tool_definition(name: Any, tools: Sequence[Any]) -> dict[str, Any] | None:
-    """The first tool named `name`, given as {"type": "function", "function": {...}} or as the function."""
+    """The first tool named `name`."""
     for tool in tools:
         if not isinstance(tool, dict):
             continue
-        definition = tool["function"] if isinstance(tool.get("function"), dict) else tool
+        definition = tool_function(tool)
         if definition.get("name") == name:
             return definition
     return None
