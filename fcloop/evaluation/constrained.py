@@ -23,15 +23,23 @@ from typing import Any
 import torch
 from transformers import LogitsProcessor
 
+from fcloop.data.gemma_format import END_OF_TURN, START_OF_TURN
 from fcloop.data.toolcalls import CLOSE, OPEN
-from fcloop.evaluation.scoring import tool_function
+from fcloop.evaluation.scoring import THINK_CLOSE, THINK_OPEN, tool_function
 
 WHITESPACE = " \t\n\r"
 # Whitespace between the parts of a call, at most this many characters in a row (a newline and an indent of
 # several levels): a model kept from the token it wants would otherwise write spaces until its tokens run out.
 MAX_WHITESPACE_RUN = 16
+# Line-break characters in one such run: a line break ("\r\n" on Windows) or one blank line. A model that
+# drifts writes blank lines between the parts of a call, then more call text after them.
+MAX_LINE_BREAKS_IN_RUN = 2
 # A number longer than this is a model repeating a digit ("0.000000..."), not a value anyone means.
 MAX_NUMBER_CHARS = 32
+# The answer's own markup, never inside a string value: a model that writes "<think>..." or "<tool_call>" into a
+# value has lost its call and would go on writing the next answer inside the string until its tokens run out.
+MARKUP_TAGS = (OPEN, CLOSE, THINK_OPEN, THINK_CLOSE, START_OF_TURN, END_OF_TURN)
+_LONGEST_TAG = max(len(tag) for tag in MARKUP_TAGS)
 # Schema type names as data sets write them (JSON Schema's, Python's, BFCL's) -> the JSON kinds they allow.
 KINDS = {
     "string": {"string"},
@@ -79,7 +87,8 @@ class _Reader:
         start = self.position
         while self.position < len(self.text) and self.text[self.position] in WHITESPACE:
             self.position += 1
-        if self.position - start > MAX_WHITESPACE_RUN:
+        run = self.text[start : self.position]
+        if len(run) > MAX_WHITESPACE_RUN or run.count("\n") + run.count("\r") > MAX_LINE_BREAKS_IN_RUN:
             raise _Wrong
 
     def expect(self, literal: str) -> None:
@@ -109,10 +118,7 @@ def _read_string(reader: _Reader, choices: Collection[str] | None) -> str:
             if char == "\\":
                 escape = reader.take()
                 if escape == "u":
-                    digits = "".join(reader.take() for _ in range(4))
-                    if any(d not in "0123456789abcdefABCDEF" for d in digits):
-                        raise _Wrong
-                    char = chr(int(digits, 16))
+                    char = _read_unicode_escape(reader, "".join(characters), choices)
                 elif escape in '"\\/':
                     char = escape
                 elif escape in "bfnrt":
@@ -122,6 +128,8 @@ def _read_string(reader: _Reader, choices: Collection[str] | None) -> str:
             elif ord(char) < 0x20:
                 raise _Wrong
             characters.append(char)
+            if char == ">" and "".join(characters[-_LONGEST_TAG:]).endswith(MARKUP_TAGS):
+                raise _Wrong
     except _Ended:
         so_far = "".join(characters)
         if choices is not None and not any(choice.startswith(so_far) for choice in choices):
@@ -131,6 +139,26 @@ def _read_string(reader: _Reader, choices: Collection[str] | None) -> str:
     if choices is not None and value not in choices:
         raise _Wrong
     return value
+
+
+def _read_unicode_escape(reader: _Reader, so_far: str, choices: Collection[str] | None) -> str:
+    """The four hex digits after `\\u`. Cut short with `choices`, the digits so far must begin the code of the
+    character that comes next in one of them: `"get_\\u002` can never become `"get_best"`."""
+    digits = ""
+    try:
+        while len(digits) < 4:
+            digits += reader.take()
+            if digits[-1] not in string.hexdigits:
+                raise _Wrong
+    except _Ended:
+        if choices is not None and not any(
+            choice.startswith(so_far) and f"{ord(choice[len(so_far)]):04x}".startswith(digits.lower())
+            for choice in choices
+            if len(choice) > len(so_far)
+        ):
+            raise _Wrong from None
+        raise
+    return chr(int(digits, 16))
 
 
 def _read_number(reader: _Reader, integer: bool) -> None:
@@ -364,6 +392,7 @@ class CallsFitTools(LogitsProcessor):
 
     def __post_init__(self) -> None:
         self._functions = [tool_functions(row_tools) for row_tools in self.tools]
+        self._character_tokens: dict[str, int] | None = None
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         for row in range(input_ids.shape[0]):
@@ -380,6 +409,25 @@ class CallsFitTools(LogitsProcessor):
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
+    def character_tokens(self) -> dict[str, int]:
+        """{character: the token that is that character alone}, for the characters a call is written in."""
+        if self._character_tokens is None:
+            self._character_tokens = {}
+            for char in PROBE_CHARACTERS:
+                ids = self.tokenizer.encode(char, add_special_tokens=False)
+                if len(ids) == 1 and self.decode(ids) == char:
+                    self._character_tokens[char] = ids[0]
+        return self._character_tokens
+
+    def _best_character_token(self, answer: _Answer, row_scores: torch.Tensor) -> int | None:
+        """Where none of the best candidates fits (a model drifting from its call ranks every token that
+        would go on with it low): of the one-character tokens that can come next, the best scored. The call
+        then still closes as one that fits, instead of the model's text breaking it for good."""
+        by_character = self.character_tokens()
+        tokens = [by_character[char] for char in answer.next_characters() if char in by_character]
+        tokens.sort(key=lambda token: (-float(row_scores[token]), token))
+        return next((token for token in tokens if answer.fits(token)), None)
+
     def _kept_tokens(self, answer: _Answer, row_scores: torch.Tensor) -> list[int] | None:
         """The tokens the model may choose from, or None to leave its scores alone."""
         if self.sampling and answer.in_block:
@@ -388,6 +436,8 @@ class CallsFitTools(LogitsProcessor):
             if not fitting:
                 more = torch.topk(row_scores, min(self.more_candidates, row_scores.shape[0])).indices.tolist()
                 fitting = next(([token] for token in more if answer.fits(token)), [])
+            if not fitting and (character_token := self._best_character_token(answer, row_scores)) is not None:
+                fitting = [character_token]
             self.counts.checked += 1
             self.counts.replaced += bool(fitting) and fitting[0] != ranked[0]
             self.counts.unresolved += not fitting
@@ -401,6 +451,8 @@ class CallsFitTools(LogitsProcessor):
         self.counts.checked += 1
         more = torch.topk(row_scores, min(self.more_candidates, row_scores.shape[0])).indices.tolist()
         choice = next((token for token in more if token != first and answer.fits(token)), None)
+        if choice is None:
+            choice = self._best_character_token(answer, row_scores)
         if choice is None:
             self.counts.unresolved += 1
             return None

@@ -56,6 +56,12 @@ CALL = '{"name": "get_best_sushi_places", "arguments": '
         CALL + '{"city": "Tokyo", "min_rating": 4}',  # an integer is a number
         CALL + '{"city": "Tokyo"}}\n</tool',
         CALL + "{\n" + " " * 15 + '"city"',  # a newline and an indent
+        CALL + '{"city": "Tokyo",\r\n  "top": 3,\n\n"sort"',  # a Windows line break; one blank line
+        '{"name": "get_\\u0062est',  # an escape for the b of both names
+        '{"name": "get_\\u006',  # cut short, still the beginning of the b's code (0062)
+        CALL + '{"city": "Tok\\u00',  # cut short in a free string: any character may follow
+        CALL + '{"city": "Tokyo", "sort": "\\u0070ri',  # an escaped p: "pri" begins "price"
+        CALL + '{"city": "<b>Tokyo</b> <tool_call',  # other tags, and a tag not yet closed
         '{"arguments": {"x": 1}, "name": "get_best_sushi_places"}',  # the keys in the other order
     ],
 )
@@ -88,6 +94,13 @@ def test_beginnings_of_calls_that_can_still_fit(body):
         CALL + '{"city": "Tokyo"}} trailing',  # only </tool_call> may follow the call
         CALL + '{"city": "Tokyo"}, "extra": 1}',
         CALL + '{"city": "Tokyo",' + " " * 17,  # whitespace without end: a model kept from what it wants
+        CALL + '{"city": "Tokyo",\n\n\n',  # blank lines: a model drifting from its call
+        CALL + '{"city": "Tokyo"\r\n\r\n',  # the same with Windows line breaks
+        '{"name": "get_\\u002',  # no character whose code begins 002 comes next in a tool's name
+        CALL + '{"city": "Tokyo", "sort": "\\u006',  # the options begin r (0072) or p (0070)
+        CALL + '{"city": "Tok\\u00g',  # not a hex digit
+        CALL + '{"city": "<think>',  # the answer's markup inside a value: the call is lost
+        CALL + '{"city": "Tokyo</tool_call>',
     ],
 )
 def test_beginnings_of_calls_that_cannot_fit(body):
@@ -107,6 +120,9 @@ def test_a_closed_block_says_where_it_ends_and_only_blocks_after_the_start_are_r
 
 class CharTokenizer:
     """One token per character (ids are code points), and 0 as the stop token: what the processor needs."""
+
+    def encode(self, text, add_special_tokens=False):
+        return [ord(c) for c in text]
 
     def decode(self, ids, skip_special_tokens=False, clean_up_tokenization_spaces=False):
         return "".join(chr(i) for i in ids if i != 0)
@@ -163,8 +179,26 @@ def test_a_fitting_token_ranked_past_the_first_candidates_is_found():
     assert (processor.counts.checked, processor.counts.replaced, processor.counts.unresolved) == (1, 1, 0)
 
 
-def test_when_no_candidate_fits_the_models_choice_is_kept_and_counted():
+def test_when_no_candidate_fits_the_best_fitting_character_is_forced():
+    """The 5 candidates tried all break the integer; of the one-character tokens that can come next (a digit,
+    a minus, a space), the best scored is forced: the call is not left to the model's broken text."""
     so_far = "<tool_call>\n" + CALL + '{"city": "Tokyo", "top": '
+    scores = scores_ranking("x", "y", "z", '"', "'", "a", "7", "-")
+    forced, processor = run_processor("", so_far, scores, more_candidates=5)
+    assert forced.argmax() == ord("7") and forced[ord("7")] == scores[ord("7")]
+    assert torch.isinf(forced).sum() == len(forced) - 1
+    assert (processor.counts.checked, processor.counts.replaced, processor.counts.unresolved) == (1, 1, 0)
+    # Sampling falls back the same way.
+    ids = torch.tensor([[ord(c) for c in so_far]])
+    sampler = CallsFitTools(
+        CharTokenizer(), [[SUSHI]], prompt_width=0, stop_ids={0}, candidates=5, more_candidates=5, sampling=True
+    )
+    kept = sampler(ids, scores.clone().unsqueeze(0))[0]
+    assert torch.isfinite(kept).nonzero().flatten().tolist() == [ord("7")]
+
+
+def test_when_nothing_can_fit_the_models_choice_is_kept_and_counted():
+    so_far = "<tool_call>\n" + CALL + '{"city": "Tokyo", "top": x'  # broken already: no token mends it
     kept, processor = run_processor("", so_far, scores_ranking("x", "y", "z", '"', "'"), more_candidates=5)
     assert torch.equal(kept, scores_ranking("x", "y", "z", '"', "'"))
     assert (processor.counts.checked, processor.counts.replaced, processor.counts.unresolved) == (1, 0, 1)
