@@ -116,9 +116,12 @@ def _read_string(reader: _Reader, choices: Collection[str] | None) -> str:
     try:
         while (char := reader.take()) != '"':
             if char == "\\":
+                so_far = "".join(characters)
+                if choices is not None and not any(c.startswith(so_far) and len(c) > len(so_far) for c in choices):
+                    raise _Wrong  # an escape writes one more character, and no choice has one more
                 escape = reader.take()
                 if escape == "u":
-                    char = _read_unicode_escape(reader, "".join(characters), choices)
+                    char = _read_unicode_escape(reader, so_far, choices)
                 elif escape in '"\\/':
                     char = escape
                 elif escape in "bfnrt":
@@ -166,6 +169,12 @@ def _read_number(reader: _Reader, integer: bool) -> None:
     continue it, so one at the very end of the text is unfinished."""
     start = reader.position
 
+    def take_before_digit() -> None:
+        """A sign, a point or an exponent's `e`: a digit must follow, so there must be room left for one."""
+        reader.take()
+        if reader.position - start >= MAX_NUMBER_CHARS:
+            raise _Wrong
+
     def digits() -> None:
         if not reader.peek().isdigit():
             raise _Wrong
@@ -175,25 +184,39 @@ def _read_number(reader: _Reader, integer: bool) -> None:
                 raise _Wrong
 
     if reader.peek() == "-":
-        reader.take()
+        take_before_digit()
     if reader.peek() == "0":
         reader.take()
     else:
         digits()
     if reader.peek() == "." and not integer:
-        reader.take()
+        take_before_digit()
         digits()
     if reader.peek() in "eE" and not integer:
-        reader.take()
+        take_before_digit()
         if reader.peek() in "+-":
-            reader.take()
+            take_before_digit()
         digits()
+
+
+def _kind_of(value: Any) -> str:
+    """The JSON kind of a Python value read from JSON (an enum's option)."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    kinds = {float: "number", str: "string", list: "array", dict: "object"}
+    return next((kind for python_type, kind in kinds.items() if isinstance(value, python_type)), "null")
 
 
 def _read_value(reader: _Reader, schema: Any) -> None:
     schema = schema if isinstance(schema, dict) else {}
     kinds = _kinds(schema)
     options = schema.get("enum") if isinstance(schema.get("enum"), list) and schema.get("enum") else None
+    if options and kinds is not None and not any(_kind_of(option) in kinds for option in options):
+        # The schema contradicts itself ("integer" with the options "1", "2", "dontcare"): no value would fit
+        # both, so the options, which name each value allowed, decide.
+        kinds = None
 
     def allowed(kind: str) -> bool:
         return kinds is None or kind in kinds
@@ -260,7 +283,9 @@ def _read_object(reader: _Reader, schema: dict[str, Any]) -> None:
         if seen:
             reader.take()
             reader.skip_whitespace()
-        choices = None if open_names else [name for name in properties if name not in seen]
+        # A required name the schema forgot to declare is a name the call must have, not one it cannot.
+        names = [*properties, *sorted(required - properties.keys())]
+        choices = None if open_names else [name for name in names if name not in seen]
         if choices is not None and not choices:
             raise _Wrong
         key = _read_string(reader, choices)
@@ -399,6 +424,8 @@ class CallsFitTools(LogitsProcessor):
             generated = input_ids[row, self.prompt_width :].tolist()
             if any(token in self.stop_ids for token in generated):
                 continue  # finished: it only gets padding now
+            if not self._functions[row]:
+                continue  # no tools offered: no call can fit, so there is nothing to hold a call to
             kept = self._kept_tokens(_Answer(self, generated, self._functions[row]), scores[row])
             if kept is not None:
                 keep = torch.zeros(scores.shape[1], dtype=torch.bool, device=scores.device)

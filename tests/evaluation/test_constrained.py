@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import random
+import string
 from types import SimpleNamespace
 
 import pytest
 import torch
 
+from fcloop.evaluation import constrained
 from fcloop.evaluation.constrained import CallsFitTools, answer_is_possible, block_is_possible, tool_functions
 
 SUSHI = {
@@ -63,6 +66,8 @@ CALL = '{"name": "get_best_sushi_places", "arguments": '
         CALL + '{"city": "Tokyo", "sort": "\\u0070ri',  # an escaped p: "pri" begins "price"
         CALL + '{"city": "<b>Tokyo</b> <tool_call',  # other tags, and a tag not yet closed
         '{"arguments": {"x": 1}, "name": "get_best_sushi_places"}',  # the keys in the other order
+        CALL + '{"city": "Tokyo", "min_rating": ' + "1" * 30 + ".",  # room left for one digit
+        '{"name": "get_best_sushi_\\',  # an escape can write the next letter of either name
     ],
 )
 def test_beginnings_of_calls_that_can_still_fit(body):
@@ -100,6 +105,10 @@ def test_beginnings_of_calls_that_can_still_fit(body):
         CALL + '{"city": "Tokyo", "sort": "\\u006',  # the options begin r (0072) or p (0070)
         CALL + '{"city": "Tok\\u00g',  # not a hex digit
         CALL + '{"city": "<think>',  # the answer's markup inside a value: the call is lost
+        CALL + '{"city": "Tokyo", "min_rating": ' + "1" * 31 + ".",  # no room left for the point's digit
+        CALL + '{"city": "Tokyo", "min_rating": ' + "1" * 31 + "e",  # nor for the exponent's
+        '{"name": "get_best_sushi_menu\\',  # a whole name: an escape would write one character too many
+        '{"name\\',  # the same for a whole key
         CALL + '{"city": "Tokyo</tool_call>',
     ],
 )
@@ -116,6 +125,30 @@ def test_a_closed_block_says_where_it_ends_and_only_blocks_after_the_start_are_r
     assert answer_is_possible(broken_first + "<tool_call>" + CALL, len(broken_first), FUNCTIONS)
     assert not answer_is_possible(broken_first + "<tool_call>" + CALL, 0, FUNCTIONS)
     assert answer_is_possible("<think>No tool fits.</think>I cannot do that.", 0, FUNCTIONS)
+
+
+def test_a_required_argument_the_schema_does_not_declare_can_be_written_and_must_be():
+    """A schema that requires `b` and declares only `a` (a slip of its author): the call must have `b`, and
+    could never close if `b` were refused as an unknown name."""
+    functions = tool_functions(
+        [{"name": "f", "parameters": {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["b"]}}]
+    )
+    call = '{"name": "f", "arguments": '
+    closed = call + '{"a": 1, "b": "any value"}}\n</tool_call>'
+    assert block_is_possible(closed, functions) == (True, len(closed))
+    assert block_is_possible(call + '{"a": 1}', functions) == (False, None)
+    assert block_is_possible(call + '{"c"', functions) == (False, None)
+
+
+def test_an_enum_that_contradicts_its_type_decides_the_value():
+    """BFCL has `{"type": "integer", "enum": ["1", "2", "dontcare"]}`: no value is both, so the options decide
+    (rather than no value at all, a call that could never be finished)."""
+    schema = {"type": "integer", "enum": ["1", "2", "dontcare"]}
+    functions = tool_functions([{"name": "f", "parameters": {"type": "object", "properties": {"n": schema}}}])
+    call = '{"name": "f", "arguments": {"n": '
+    assert block_is_possible(call + '"dont', functions) == (True, None)
+    assert block_is_possible(call + '"3"', functions) == (False, None)
+    assert block_is_possible(call + "1", functions) == (False, None)
 
 
 class CharTokenizer:
@@ -170,6 +203,17 @@ def test_a_call_cannot_stop_before_it_closes_and_text_outside_calls_is_never_ste
     thought = "<think>I'd call {x: 4/5"  # no block open: anything goes
     free, processor = run_processor("", thought, scores_ranking("/", "}"))
     assert torch.equal(free, scores_ranking("/", "}")) and processor.counts.checked == 0
+
+
+def test_a_row_offered_no_tools_is_never_steered():
+    """No call can fit where no tool is offered; holding one would only leave the constraint with nothing to
+    choose at every step."""
+    so_far = "<tool_call>\n" + CALL + '{"city": "'
+    ids = torch.tensor([[ord(c) for c in so_far]])
+    processor = CallsFitTools(CharTokenizer(), [[]], prompt_width=0, stop_ids={0}, candidates=5)
+    scores = scores_ranking("x", "STOP")
+    assert torch.equal(processor(ids, scores.clone().unsqueeze(0))[0], scores)
+    assert (processor.counts.checked, processor.counts.replaced, processor.counts.unresolved) == (0, 0, 0)
 
 
 def test_a_fitting_token_ranked_past_the_first_candidates_is_found():
@@ -235,3 +279,34 @@ def test_greedy_decodings_own_choice_among_equal_scores_is_the_one_checked(monke
     assert int(scores.argmax()) == ord('"') and int(forced.argmax()) == ord("3")
     assert torch.isinf(forced).sum() == len(forced) - 1
     assert (processor.counts.replaced, processor.counts.unresolved) == (1, 0)
+
+
+# Every character a call may hold in these tools' calls: their names and keys, JSON's punctuation, digits,
+# escapes and whitespace (a walk over all of string.printable is slower and finds no more).
+WALK_ALPHABET = sorted(
+    set("".join(FUNCTIONS))
+    | set("citytopmin_ratingopen_nowsortcuisinesarealatlonplace")
+    | set(string.hexdigits)
+    | set('{}[]",:.-+eE\\/ \n\rtfnulbrsu<>')
+)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_every_beginning_the_constraint_accepts_can_be_finished(monkeypatch, seed):
+    """Random walks through calls, each step one of the characters the constraint accepts: after every step at
+    least one character must still be accepted, or the block is closed. A beginning with no way on is a dead end:
+    the constraint has nothing to choose and the model writes on unchecked (a `.` with no room left for its
+    digit, a backslash after a complete name). The limits are made small so the walks reach them."""
+    monkeypatch.setattr(constrained, "MAX_NUMBER_CHARS", 4)
+    monkeypatch.setattr(constrained, "MAX_WHITESPACE_RUN", 3)
+    rng = random.Random(seed)
+    for _walk in range(8):
+        text = ""
+        for _step in range(160):
+            if block_is_possible(text, FUNCTIONS)[1] is not None:
+                break  # the call is closed
+            accepted = [char for char in WALK_ALPHABET if block_is_possible(text + char, FUNCTIONS)[0]]
+            assert accepted, f"a dead end: {text!r}"
+            # Closing characters more often than the rest, so that walks finish values and reach the limits.
+            closing = [char for char in accepted if char in '"}],']
+            text += rng.choice(closing if closing and rng.random() < 0.3 else accepted)
