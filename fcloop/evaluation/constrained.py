@@ -117,7 +117,7 @@ def _read_string(reader: _Reader, choices: Collection[str] | None) -> str:
         while (char := reader.take()) != '"':
             if char == "\\":
                 so_far = "".join(characters)
-                if choices is not None and not any(c.startswith(so_far) and len(c) > len(so_far) for c in choices):
+                if choices is not None and not _next_characters(so_far, choices):
                     raise _Wrong  # an escape writes one more character, and no choice has one more
                 escape = reader.take()
                 if escape == "u":
@@ -144,6 +144,11 @@ def _read_string(reader: _Reader, choices: Collection[str] | None) -> str:
     return value
 
 
+def _next_characters(so_far: str, choices: Collection[str]) -> set[str]:
+    """The characters that can come after `so_far` in one of the choices."""
+    return {choice[len(so_far)] for choice in choices if len(choice) > len(so_far) and choice.startswith(so_far)}
+
+
 def _read_unicode_escape(reader: _Reader, so_far: str, choices: Collection[str] | None) -> str:
     """The four hex digits after `\\u`. Cut short with `choices`, the digits so far must begin the code of the
     character that comes next in one of them: `"get_\\u002` can never become `"get_best"`."""
@@ -155,9 +160,7 @@ def _read_unicode_escape(reader: _Reader, so_far: str, choices: Collection[str] 
                 raise _Wrong
     except _Ended:
         if choices is not None and not any(
-            choice.startswith(so_far) and f"{ord(choice[len(so_far)]):04x}".startswith(digits.lower())
-            for choice in choices
-            if len(choice) > len(so_far)
+            f"{ord(char):04x}".startswith(digits.lower()) for char in _next_characters(so_far, choices)
         ):
             raise _Wrong from None
         raise

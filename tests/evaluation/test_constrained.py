@@ -281,13 +281,24 @@ def test_greedy_decodings_own_choice_among_equal_scores_is_the_one_checked(monke
     assert (processor.counts.replaced, processor.counts.unresolved) == (1, 0)
 
 
-# Every character a call may hold in these tools' calls: their names and keys, JSON's punctuation, digits,
-# escapes and whitespace (a walk over all of string.printable is slower and finds no more).
+def schema_words(schema: object) -> str:
+    """Every property name and string option of a schema, nested ones included."""
+    if isinstance(schema, dict):
+        return "".join([*schema.get("properties", {}), *(o for o in schema.get("enum", []) if isinstance(o, str))]) + (
+            "".join(schema_words(value) for value in schema.values())
+        )
+    return "".join(schema_words(value) for value in schema) if isinstance(schema, list) else ""
+
+
+# Every character a call may hold in these tools' calls: their names, keys and options, JSON's punctuation and
+# literals (true, false, null), digits, escapes and whitespace (a walk over all of string.printable is slower
+# and finds no more).
 WALK_ALPHABET = sorted(
     set("".join(FUNCTIONS))
-    | set("citytopmin_ratingopen_nowsortcuisinesarealatlonplace")
+    | set(schema_words(list(FUNCTIONS.values())))
+    | set("namearguments")
     | set(string.hexdigits)
-    | set('{}[]",:.-+eE\\/ \n\rtfnulbrsu<>')
+    | set('{}[]",:.-+eE\\/ \n\rtruefalsenullbfnrtu<>')
 )
 
 
