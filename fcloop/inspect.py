@@ -2,8 +2,9 @@
 
 Reads the data exactly as training does and prints what came of it: rows read, kept, skipped and dropped by
 reason, tokens, supervised tokens, packing efficiency, and a few rendered examples with the supervised
-tokens highlighted. `--dump` writes one JSON object per kept conversation in source order,
-{"index", "input_ids", "labels"} before packing, and saves the tokenizer beside it as FILE.tokenizer/; an
+tokens highlighted (and those data.emphasis_pattern weighs, in another color). `--dump` writes one JSON object
+per kept conversation in source order, {"index", "input_ids", "labels"} before packing (and "weights" with
+data.emphasis_pattern), and saves the tokenizer beside it as FILE.tokenizer/; an
 existing dump is refused unless `--overwrite`.
 """
 
@@ -20,19 +21,30 @@ from fcloop.errors import run_cli
 from fcloop.outputs import refuse_overwrite, written_atomically
 
 SUPERVISED_START, SUPERVISED_END = "\x1b[1;32m", "\x1b[0m"  # bold green on a terminal
+EMPHASIZED_START = "\x1b[1;33m"  # bold yellow: supervised and weighted by data.emphasis_pattern
+PLAIN_MARKERS = {"plain": "", "supervised": "[[", "emphasized": "[[!"}
+
+
+def token_kind(label: int, weight: float) -> str:
+    if label == IGNORE_INDEX:
+        return "plain"
+    return "emphasized" if weight != 1.0 else "supervised"
 
 
 def highlight(example: Encoded, tokenizer, color: bool) -> str:
-    """Decode token by token, wrapping supervised runs in color (or in [[ ]] when not on a terminal)."""
-    start, end = (SUPERVISED_START, SUPERVISED_END) if color else ("[[", "]]")
-    pieces, inside = [], False
-    for token, label in zip(example.input_ids, example.labels, strict=True):
-        supervised = label != IGNORE_INDEX
-        if supervised != inside:
-            pieces.append(start if supervised else end)
-            inside = supervised
+    """Decode token by token, wrapping supervised runs in color (or in [[ ]] when not on a terminal) and
+    emphasized ones (data.emphasis_pattern) in another color (or [[! ]])."""
+    starts = {"plain": "", "supervised": SUPERVISED_START, "emphasized": EMPHASIZED_START} if color else PLAIN_MARKERS
+    end = SUPERVISED_END if color else "]]"
+    weights = example.weights or (1.0,) * len(example)
+    pieces, current = [], "plain"
+    for token, label, weight in zip(example.input_ids, example.labels, weights, strict=True):
+        kind = token_kind(label, weight)
+        if kind != current:
+            pieces.append((end if current != "plain" else "") + starts[kind])
+            current = kind
         pieces.append(tokenizer.decode([token]))
-    if inside:
+    if current != "plain":
         pieces.append(end)
     return "".join(pieces)
 
@@ -46,6 +58,8 @@ def write_dump(path: Path, examples: list[Encoded], tokenizer) -> None:
                 "input_ids": list(example.input_ids),
                 "labels": list(example.labels),
             }
+            if example.weights is not None:
+                record["weights"] = list(example.weights)
             file.write(json.dumps(record) + "\n")
     with written_atomically(tokenizer_folder(path)) as partial:
         tokenizer.save_pretrained(partial)
@@ -102,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     color = sys.stdout.isatty()
     for example in data.train[: args.show]:
         print(f"\n== {example.source} row {example.index}: {len(example)} tokens, "
-              f"{example.supervised_tokens} supervised (highlighted)")  # fmt: skip
+              f"{example.supervised_tokens} supervised (highlighted), "
+              f"{example.emphasized_tokens} emphasized")  # fmt: skip
         print(highlight(example, tokenizer, color))
     if args.dump:
         write_dump(args.dump, data.train, tokenizer)

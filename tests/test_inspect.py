@@ -187,3 +187,33 @@ def test_demo_config_shows_correct_masks(request):
         block = stats_block(name, rows_read, len(examples), dropped, {}, examples, 1024, rows_read - used)
         blocks.append(block)
     assert result.stdout.startswith("".join(blocks) + "\n== demo:train row 0: ")
+
+
+def test_emphasized_tokens_are_shown_counted_and_dumped(capsys, tmp_path, tiny_tok, data_files):
+    train, _ = data_files
+    dump = tmp_path / "dump.jsonl"
+    emphasis = [r"--data.emphasis_pattern=Answer \d", "--data.emphasis_weight=2.5"]
+    overrides = [f"--data.train={train}", "--data.on_bad_row=skip", "--data.eval_fraction=0", *emphasis]
+    code, out, _ = run_main(capsys, *overrides, "--show=1", "--dump", str(dump))
+    assert code == 0
+    expected = [
+        encode(render(read_row(TRAIN[i], "hermes", "", 0), RECIPE_THINK_INSTRUCTION), tiny_tok, 2048, False,
+               emphasis=(r"Answer \d", 2.5))
+        for i in (0, 1, 3, 4, 5, 6, 7)  # row 2 is bad; row 4, too long for 64 tokens, fits here
+    ]  # fmt: skip
+    emphasized = sum(e.emphasized_tokens for e in expected)
+    supervised = sum(e.supervised_tokens for e in expected)
+    assert emphasized > 0
+    assert f"\n    of them emphasized (data.emphasis_pattern): {emphasized} ({emphasized / supervised:.1%})\n" in out
+    block = out.split(f"\n== {train} row 0: ")[1]
+    header, text = block.split("\nwrote ")[0].split("\n", 1)
+    assert header.endswith(
+        f"{expected[0].supervised_tokens} supervised (highlighted), {expected[0].emphasized_tokens} emphasized"
+    )
+    # The emphasized run, then the rest of the supervised turn.
+    assert re.findall(r"\[\[(!?)(.*?)\]\]", text, flags=re.S) == [("!", "Answer 0"), ("", ".<end_of_turn>")]
+    conversation = read_row(TRAIN[0], "hermes", "", 0)
+    plain_text = text.replace("[[!", "").replace("[[", "").replace("]]", "")
+    assert plain_text == render(conversation, RECIPE_THINK_INSTRUCTION).text + "\n"
+    records = [json.loads(line) for line in dump.read_text().splitlines()]
+    assert [record["weights"] for record in records] == [list(e.weights) for e in expected]

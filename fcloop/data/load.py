@@ -36,6 +36,8 @@ class DataStats:
     truncated: int = 0
     tokens: int = 0
     supervised_tokens: int = 0
+    emphasized_tokens: int = 0
+    """Supervised tokens weighted by data.emphasis_pattern (training data only)."""
 
     def lines(self) -> list[str]:
         lines = [
@@ -50,6 +52,9 @@ class DataStats:
             lines.append(f"left out by data.max_eval_conversations: {self.not_used}")
         share = self.supervised_tokens / self.tokens if self.tokens else 0.0
         lines += [f"tokens: {self.tokens}", f"supervised tokens: {self.supervised_tokens} ({share:.1%})"]
+        if self.emphasized_tokens:
+            share = self.emphasized_tokens / self.supervised_tokens
+            lines.append(f"  of them emphasized (data.emphasis_pattern): {self.emphasized_tokens} ({share:.1%})")
         return lines
 
     def as_dict(self) -> dict[str, object]:
@@ -91,10 +96,20 @@ def read_conversations(sources: tuple[str, ...], config: DataConfig, stats: Data
     return conversations
 
 
+def training_emphasis(config: DataConfig) -> tuple[str, float] | None:
+    """(pattern, weight) for the training examples' loss weights, or None without data.emphasis_pattern."""
+    return (config.emphasis_pattern, config.emphasis_weight) if config.emphasis_pattern else None
+
+
 def encode_conversations(
-    conversations: list[Conversation], tokenizer, config: DataConfig, stats: DataStats
+    conversations: list[Conversation],
+    tokenizer,
+    config: DataConfig,
+    stats: DataStats,
+    emphasis: tuple[str, float] | None = None,
 ) -> list[Encoded]:
-    """Render and tokenize each conversation; too long ones are dropped (or truncated) and counted."""
+    """Render and tokenize each conversation; too long ones are dropped (or truncated) and counted.
+    `emphasis`: (pattern, weight) for the loss weights (training data only; see `training_emphasis`)."""
     examples = []
     for conversation in conversations:
         rendered = render(conversation, config.think_instruction)
@@ -106,6 +121,7 @@ def encode_conversations(
                 truncate=config.on_too_long == "truncate",
                 source=conversation.source,
                 index=conversation.index,
+                emphasis=emphasis,
             )
         except RowProblem as problem:
             if problem.reason == "too long":
@@ -121,6 +137,7 @@ def encode_conversations(
         stats.truncated += example.truncated
         stats.tokens += len(example)
         stats.supervised_tokens += example.supervised_tokens
+        stats.emphasized_tokens += example.emphasized_tokens
         examples.append(example)
     return examples
 
@@ -179,13 +196,18 @@ def load_datasets(config: DataConfig, tokenizer, seed: int) -> Datasets:
         train_stats.rows_read -= len(eval_conversations)
     else:
         eval_conversations = []
-    train = encode_conversations(train_conversations, tokenizer, config, train_stats)
+    train = encode_conversations(train_conversations, tokenizer, config, train_stats, training_emphasis(config))
     eval_examples, kept_eval_conversations = _finish_eval(eval_conversations, tokenizer, config, eval_stats)
     if not train:
         lines = "\n  ".join(train_stats.lines())
         hint = too_long_hint(train_stats, config.max_seq_len)
         raise NothingToTrain(
             f"no training example is left after reading the data:\n  {lines}" + (f"\n{hint}" if hint else "")
+        )
+    if config.emphasis_pattern and not train_stats.emphasized_tokens:
+        raise ConfigError(
+            f"data.emphasis_pattern {config.emphasis_pattern!r} matches no supervised token of the training data "
+            f"({', '.join(config.train)}): it would change nothing; fix the pattern or remove it"
         )
     bfcl_cases = load_sources(bfcl_sources)
     return Datasets(train, eval_examples, train_stats, eval_stats, kept_eval_conversations, bfcl_cases)

@@ -73,6 +73,9 @@ class Batch:
     """The token each position must predict (already shifted within its document), or -100."""
     document_ids: torch.Tensor
     """0, 1, ... per document within a row; -1 on padding."""
+    target_weights: torch.Tensor | None = None
+    """Each target's weight in the loss (shifted like target_ids; 1 where a document has no weights), or None
+    when no document of the batch has any (data.emphasis_pattern unset): every target counts once."""
 
     @property
     def tokens(self) -> int:
@@ -83,7 +86,9 @@ class Batch:
         return int((self.target_ids != IGNORE_INDEX).sum())
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(*(tensor.to(device, non_blocking=True) for tensor in vars(self).values()))
+        return Batch(
+            *(None if tensor is None else tensor.to(device, non_blocking=True) for tensor in vars(self).values())
+        )
 
 
 def supervised_targets(doc: Encoded) -> int:
@@ -94,6 +99,11 @@ def supervised_targets(doc: Encoded) -> int:
 def shifted_targets(labels: Sequence[int]) -> list[int]:
     """targets[i] = labels[i + 1]; the document's last position predicts nothing."""
     return [*labels[1:], IGNORE_INDEX]
+
+
+def shifted_weights(weights: Sequence[float]) -> list[float]:
+    """The weight of each position's target (see shifted_targets); the last position's is never read."""
+    return [*weights[1:], 1.0]
 
 
 def collate(rows: Sequence[Sequence[Encoded]], pad_token_id: int, pad_to: int | None = None) -> Batch:
@@ -108,6 +118,8 @@ def collate(rows: Sequence[Sequence[Encoded]], pad_token_id: int, pad_to: int | 
     position_ids = torch.zeros(shape, dtype=torch.long)
     target_ids = torch.full(shape, IGNORE_INDEX, dtype=torch.long)
     document_ids = torch.full(shape, PADDING_DOCUMENT, dtype=torch.long)
+    weighted = any(doc.weights is not None for row in rows for doc in row)
+    target_weights = torch.ones(shape, dtype=torch.float32) if weighted else None
     for row_index, row in enumerate(rows):
         offset = 0
         for document_index, doc in enumerate(row):
@@ -116,5 +128,7 @@ def collate(rows: Sequence[Sequence[Encoded]], pad_token_id: int, pad_to: int | 
             position_ids[row_index, offset:end] = torch.arange(len(doc))
             target_ids[row_index, offset:end] = torch.tensor(shifted_targets(doc.labels))
             document_ids[row_index, offset:end] = document_index
+            if target_weights is not None and doc.weights is not None:
+                target_weights[row_index, offset:end] = torch.tensor(shifted_weights(doc.weights))
             offset = end
-    return Batch(input_ids, position_ids, target_ids, document_ids)
+    return Batch(input_ids, position_ids, target_ids, document_ids, target_weights)

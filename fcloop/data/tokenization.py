@@ -6,6 +6,7 @@ space: a token is supervised when any of its characters lies in a supervised spa
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,6 +26,8 @@ class Encoded:
     source: str
     index: int
     truncated: bool = False
+    weights: tuple[float, ...] | None = None
+    """Each label's weight in the training loss (data.emphasis_pattern), aligned with labels; None: all 1."""
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -32,6 +35,14 @@ class Encoded:
     @property
     def supervised_tokens(self) -> int:
         return sum(label != IGNORE_INDEX for label in self.labels)
+
+    @property
+    def emphasized_tokens(self) -> int:
+        """Supervised tokens whose loss weight is not 1."""
+        if self.weights is None:
+            return 0
+        pairs = zip(self.labels, self.weights, strict=True)
+        return sum(label != IGNORE_INDEX and weight != 1.0 for label, weight in pairs)
 
 
 def prepare_tokenizer(tokenizer, think_instruction: str, tags_as_tokens: bool = True) -> list[int]:
@@ -74,6 +85,24 @@ def supervised_mask(offsets: Sequence[tuple[int, int]], spans: Sequence[tuple[in
     return mask
 
 
+def emphasis_spans(text: str, supervised_spans: Sequence[tuple[int, int]], pattern: str) -> list[tuple[int, int]]:
+    """[start, end) character ranges of the pattern's non-empty matches inside the supervised spans, ascending.
+    Searched span by span, so a match never reaches into a user's or a tool's text."""
+    compiled = re.compile(pattern)
+    return [
+        match.span()
+        for start, end in supervised_spans
+        for match in compiled.finditer(text, start, end)
+        if match.end() > match.start()
+    ]
+
+
+def label_weights(mask: Sequence[bool], emphasized: Sequence[bool], weight: float) -> tuple[float, ...]:
+    """A supervised token inside an emphasized span weighs `weight`, any other token 1 (an unsupervised one
+    has no target, so its weight is never read)."""
+    return tuple(weight if supervised and inside else 1.0 for supervised, inside in zip(mask, emphasized, strict=True))
+
+
 def tokenize_with_offsets(text: str, tokenizer) -> tuple[list[int], list[tuple[int, int]]]:
     # add_special_tokens=False: the rendered text already starts with <bos> (no double BOS).
     encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
@@ -87,14 +116,21 @@ def encode(
     truncate: bool,
     source: str = "",
     index: int = 0,
+    emphasis: tuple[str, float] | None = None,
 ) -> Encoded:
     """Tokenize and label one rendered conversation.
 
     Longer than max_seq_len: with `truncate`, cut after the last assistant turn that fits (never inside a
     supervised span); otherwise, or if not even the first assistant turn fits, RowProblem("too long").
+    `emphasis` = (pattern, weight): the supervised tokens inside the pattern's matches get that weight.
     """
     input_ids, offsets = tokenize_with_offsets(rendered.text, tokenizer)
     mask = supervised_mask(offsets, rendered.supervised_spans)
+    weights = None
+    if emphasis is not None:
+        pattern, weight = emphasis
+        inside = supervised_mask(offsets, emphasis_spans(rendered.text, rendered.supervised_spans, pattern))
+        weights = label_weights(mask, inside, weight)
     truncated = False
     if len(input_ids) > max_seq_len:
         if not truncate:
@@ -103,10 +139,11 @@ def encode(
         if keep == 0:
             raise RowProblem("too long", f"even the first assistant turn exceeds data.max_seq_len={max_seq_len}")
         input_ids, mask, truncated = input_ids[:keep], mask[:keep], True
+        weights = None if weights is None else weights[:keep]
     if not any(mask):
         raise RowProblem("nothing to supervise", "no token falls inside an assistant turn")
     labels = tuple(token if supervised else IGNORE_INDEX for token, supervised in zip(input_ids, mask, strict=True))
-    return Encoded(tuple(input_ids), labels, source, index, truncated)
+    return Encoded(tuple(input_ids), labels, source, index, truncated, weights)
 
 
 def _tokens_before_last_fitting_turn_end(

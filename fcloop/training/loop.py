@@ -1,8 +1,8 @@
 """The training loop: one `train()` that reads top to bottom in the order a person thinks.
 
 set up -> (resume) -> evaluate at step 0 -> for each optimizer step: set lr, fetch the step's rows, forward
-and backward each micro-batch (loss summed over supervised tokens, divided by the step's supervised token
-count), clip, step, log, evaluate, checkpoint -> save the final adapter.
+and backward each micro-batch (loss summed over supervised tokens, each times its data.emphasis_pattern weight,
+divided by the step's supervised token count), clip, step, log, evaluate, checkpoint -> save the final adapter.
 """
 
 from __future__ import annotations
@@ -164,6 +164,7 @@ def forward_loss(
             parts.final_logit_softcap,
             chunk_size=loss_chunk_tokens,
             recompute=recompute_logits,
+            target_weights=batch.target_weights,
         )
 
 
@@ -244,7 +245,8 @@ def train_step(
     step_loss_sum = 0.0
     for batch in micro_batches:
         loss_sum, _ = loss_fn(model, batch.to(device), precision, device)
-        # Divide by the whole step's supervised count, not per micro-batch: every token weighs the same.
+        # Divide by the whole step's supervised count, not per micro-batch: every token weighs the same (times its
+        # emphasis weight) whichever micro-batch it falls in.
         (loss_sum * rank_scale / step_supervised).backward()
         step_loss_sum += float(loss_sum.detach())
     for batch in padding_batches:

@@ -95,7 +95,8 @@ def test_collate_isolates_documents():
     # Shifted within each document: position 2 (last of document 0) does not predict 20, the next document's first.
     assert batch.target_ids.tolist() == [[11, 12, X, 21, X], [X, 32, 33, X, X]]
     assert (batch.tokens, batch.supervised_tokens) == (9, 5)
-    assert {t.dtype for t in vars(batch).values()} == {torch.long}
+    assert {t.dtype for t in vars(batch).values() if t is not None} == {torch.long}
+    assert batch.target_weights is None  # no document has loss weights (data.emphasis_pattern)
 
 
 def test_collate_pad_to():
@@ -111,7 +112,10 @@ def test_collate_pad_to():
 def test_batch_to_keeps_every_tensor():
     batch = collate(ROWS, pad_token_id=0)
     moved = batch.to("cpu")
-    assert all(torch.equal(getattr(moved, name), value) for name, value in vars(batch).items())
+    assert moved.target_weights is None
+    assert all(torch.equal(getattr(moved, name), value) for name, value in vars(batch).items() if value is not None)
+    weighted = collate([[Encoded((1, 2), (X, 2), "test", 0, weights=(1.0, 3.0))]], pad_token_id=0)
+    assert all(torch.equal(getattr(weighted.to("cpu"), name), value) for name, value in vars(weighted).items())
 
 
 @pytest.mark.parametrize(("labels", "targets"), [([X, 5, 6], [5, 6, X]), ([4], [X])])
