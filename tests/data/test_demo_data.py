@@ -186,6 +186,19 @@ def test_thoughts_read_the_request_before_they_decide():
     assert all(len(counts) >= 3 for counts in openers_by_kind.values()), openers_by_kind
 
 
+def test_the_demos_emphasis_finds_exactly_each_thoughts_decision():
+    """configs/demo.toml weighs the decision in the loss (data.emphasis_pattern): the pattern must find the
+    thought's closing sentence, whole, once in every answer, and nothing else."""
+    config = load_config(DEMO_CONFIG)
+    assert config.data.emphasis_weight == 3.0
+    pattern = re.compile(config.data.emphasis_pattern)
+    for split in ("train", "eval"):
+        for row in rows(split):
+            answer_text = row["conversations"][1]["value"]
+            _, decision = split_thought(parse_assistant_output(answer_text).think)
+            assert [match.group() for match in pattern.finditer(answer_text)] == [decision + "</think>"], row["id"]
+
+
 def test_no_answer_repeats_a_call():
     for split in ("train", "eval"):
         for row in rows(split):
