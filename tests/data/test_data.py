@@ -258,4 +258,11 @@ def test_data_stats_lines():
         "truncated": 2,
         "tokens": 400,
         "supervised_tokens": 150,
+        "emphasized_tokens": 0,
     }
+    emphasized = dataclasses.replace(stats, emphasized_tokens=30)
+    assert emphasized.lines() == [
+        *stats.lines(),
+        "  of them emphasized (data.emphasis_pattern): 30 (20.0%)",
+    ]
+    assert emphasized.as_dict()["emphasized_tokens"] == 30
