@@ -35,7 +35,7 @@ TRAIN.insert(4, hermes(("human", "Story?"), ("gpt", "Once upon a time " * 40))) 
 EVAL = [hermes(("human", "Eval?"), ("gpt", "Yes."))]
 
 
-def encodings(tokenizer, source, max_seq_len: int, limit: int = 0) -> list:
+def encodings(tokenizer, source, max_seq_len: int, limit: int = 0, emphasis=None) -> list:
     """What training would use, derived row by row: kept rows in order, bad and too long ones left out (of the
     first `limit` rows, when a limit is given)."""
     kept = []
@@ -44,7 +44,7 @@ def encodings(tokenizer, source, max_seq_len: int, limit: int = 0) -> list:
         try:
             conversation = read_row(row, "hermes", str(source), index)
             rendered = render(conversation, RECIPE_THINK_INSTRUCTION)
-            kept.append(encode(rendered, tokenizer, max_seq_len, False, str(source), index))
+            kept.append(encode(rendered, tokenizer, max_seq_len, False, str(source), index, emphasis))
         except (BadRow, RowProblem):
             continue
     return kept
@@ -53,6 +53,7 @@ def encodings(tokenizer, source, max_seq_len: int, limit: int = 0) -> list:
 def stats_block(name, rows_read, kept, dropped, skipped, examples, max_seq_len, not_used: int = 0) -> str:
     tokens = sum(len(e) for e in examples)
     supervised = sum(e.supervised_tokens for e in examples)
+    emphasized = sum(e.emphasized_tokens for e in examples)
     rows = len(best_fit_decreasing([len(e) for e in examples], max_seq_len))
     lines = [
         f"== {name}",
@@ -65,6 +66,11 @@ def stats_block(name, rows_read, kept, dropped, skipped, examples, max_seq_len, 
         *([f"  left out by data.max_eval_conversations: {not_used}"] if not_used else []),
         f"  tokens: {tokens}",
         f"  supervised tokens: {supervised} ({supervised / tokens:.1%})",
+        *(
+            [f"    of them emphasized (data.emphasis_pattern): {emphasized} ({emphasized / supervised:.1%})"]
+            if emphasized
+            else []
+        ),
         f"  rows of {max_seq_len} tokens (packed): {rows}, packing efficiency {tokens / (rows * max_seq_len):.1%}",
     ]
     return "\n".join(lines) + "\n"
@@ -175,14 +181,22 @@ def test_demo_config_shows_correct_masks(request):
         header, text = block.split("\n", 1)
         conversation = read_row(rows[int(header.split(":")[0])], "hermes", "demo:train", 0)
         turns = [assistant_text(m) + END_OF_TURN for m in conversation.messages if m.role == "assistant"]
-        assert re.findall(r"\[\[(.*?)\]\]", text, flags=re.S) == turns
-        assert text.replace("[[", "").replace("]]", "") == render(conversation, RECIPE_THINK_INSTRUCTION).text + "\n"
+        # The demo weighs each thought's decision (data.emphasis_pattern): a run of its own inside the turn.
+        whole_turns = re.sub(r"\]\]\[\[!?", "", text)
+        assert re.findall(r"\[\[!?(.*?)\]\]", whole_turns, flags=re.S) == turns
+        emphasized = re.findall(r"\[\[!(.*?)\]\]", text, flags=re.S)
+        decisions = [re.search(demo.data.emphasis_pattern, turn).group() for turn in turns]
+        assert len(emphasized) == len(decisions) and all(d in e for d, e in zip(decisions, emphasized, strict=True))
+        plain = text.replace("[[!", "").replace("[[", "").replace("]]", "")
+        assert plain == render(conversation, RECIPE_THINK_INSTRUCTION).text + "\n"
     blocks = []
     eval_limit = demo.data.max_eval_conversations
     for name, limit in (("train", 0), ("eval", eval_limit)):
         rows_read = len(list(iter_rows(f"demo:{name}")))
         used = min(limit, rows_read) if limit else rows_read
-        examples = encodings(tokenizer, f"demo:{name}", 1024, limit)
+        # Only the training data is weighed (data.emphasis_pattern); the eval loss never is.
+        emphasis = (demo.data.emphasis_pattern, demo.data.emphasis_weight) if name == "train" else None
+        examples = encodings(tokenizer, f"demo:{name}", 1024, limit, emphasis)
         dropped = used - len(examples)  # the demo rows are all well formed
         block = stats_block(name, rows_read, len(examples), dropped, {}, examples, 1024, rows_read - used)
         blocks.append(block)
