@@ -11,12 +11,14 @@ import bisect
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 
 from fcloop.data.tokenization import IGNORE_INDEX, Encoded
 
 PADDING_DOCUMENT = -1
+Value = TypeVar("Value")
 
 
 def best_fit_decreasing(lengths: Sequence[int], capacity: int) -> list[list[int]]:
@@ -96,14 +98,15 @@ def supervised_targets(doc: Encoded) -> int:
     return sum(label != IGNORE_INDEX for label in doc.labels[1:])
 
 
+def shifted(values: Sequence[Value], last: Value) -> list[Value]:
+    """Each position gets the next token's value: what position i predicts is token i + 1. The document's last
+    position predicts nothing and gets `last`."""
+    return [*values[1:], last]
+
+
 def shifted_targets(labels: Sequence[int]) -> list[int]:
-    """targets[i] = labels[i + 1]; the document's last position predicts nothing."""
-    return [*labels[1:], IGNORE_INDEX]
-
-
-def shifted_weights(weights: Sequence[float]) -> list[float]:
-    """The weight of each position's target (see shifted_targets); the last position's is never read."""
-    return [*weights[1:], 1.0]
+    """targets[i] = labels[i + 1]; the document's last position predicts nothing (IGNORE_INDEX)."""
+    return shifted(labels, IGNORE_INDEX)
 
 
 def collate(rows: Sequence[Sequence[Encoded]], pad_token_id: int, pad_to: int | None = None) -> Batch:
@@ -129,6 +132,6 @@ def collate(rows: Sequence[Sequence[Encoded]], pad_token_id: int, pad_to: int | 
             target_ids[row_index, offset:end] = torch.tensor(shifted_targets(doc.labels))
             document_ids[row_index, offset:end] = document_index
             if target_weights is not None and doc.weights is not None:
-                target_weights[row_index, offset:end] = torch.tensor(shifted_weights(doc.weights))
+                target_weights[row_index, offset:end] = torch.tensor(shifted(doc.weights, 1.0))
             offset = end
     return Batch(input_ids, position_ids, target_ids, document_ids, target_weights)
