@@ -116,17 +116,22 @@ def _read_string(reader: _Reader, choices: Collection[str] | None) -> str:
     try:
         while (char := reader.take()) != '"':
             if char == "\\":
-                so_far = "".join(characters)
-                if choices is not None and not _next_characters(so_far, choices):
-                    raise _Wrong  # an escape writes one more character, and no choice has one more
+                # In a name, a key or an option, an escape may write only a character that needs one: a model kept
+                # from the token it wanted otherwise spells the option out in escapes ("faste\u0073t", or a whole
+                # name in \u codes), which no encoder writes and which spends the answer's tokens.
+                escapable = None if choices is None else _escapable_next("".join(characters), choices)
+                if escapable is not None and not escapable:
+                    raise _Wrong
                 escape = reader.take()
                 if escape == "u":
-                    char = _read_unicode_escape(reader, so_far, choices)
+                    char = _read_unicode_escape(reader, escapable)
                 elif escape in '"\\/':
                     char = escape
                 elif escape in "bfnrt":
                     char = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}[escape]
                 else:
+                    raise _Wrong
+                if escapable is not None and char not in escapable:
                     raise _Wrong
             elif ord(char) < 0x20:
                 raise _Wrong
@@ -149,9 +154,20 @@ def _next_characters(so_far: str, choices: Collection[str]) -> set[str]:
     return {choice[len(so_far)] for choice in choices if len(choice) > len(so_far) and choice.startswith(so_far)}
 
 
-def _read_unicode_escape(reader: _Reader, so_far: str, choices: Collection[str] | None) -> str:
-    """The four hex digits after `\\u`. Cut short with `choices`, the digits so far must begin the code of the
-    character that comes next in one of them: `"get_\\u002` can never become `"get_best"`."""
+def _escapable_next(so_far: str, choices: Collection[str]) -> set[str]:
+    """The characters that can come after `so_far` in one of the choices and that an encoder writes escaped."""
+    return {char for char in _next_characters(so_far, choices) if _needs_escape(char)}
+
+
+def _needs_escape(char: str) -> bool:
+    """Whether JSON encoders write this character escaped: a quote, a backslash, a control character, and (with
+    Python's default ensure_ascii) anything beyond ASCII."""
+    return char in '"\\' or ord(char) < 0x20 or ord(char) > 0x7E
+
+
+def _read_unicode_escape(reader: _Reader, candidates: Collection[str] | None) -> str:
+    """The four hex digits after `\\u`. Cut short with `candidates` (the characters that may come next), the digits
+    so far must begin the code of one of them: `"caf\\u00f` can become `"café"`, `"caf\\u002` never."""
     digits = ""
     try:
         while len(digits) < 4:
@@ -159,9 +175,7 @@ def _read_unicode_escape(reader: _Reader, so_far: str, choices: Collection[str] 
             if digits[-1] not in string.hexdigits:
                 raise _Wrong
     except _Ended:
-        if choices is not None and not any(
-            f"{ord(char):04x}".startswith(digits.lower()) for char in _next_characters(so_far, choices)
-        ):
+        if candidates is not None and not any(f"{ord(char):04x}".startswith(digits.lower()) for char in candidates):
             raise _Wrong from None
         raise
     return chr(int(digits, 16))

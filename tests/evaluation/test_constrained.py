@@ -60,14 +60,10 @@ CALL = '{"name": "get_best_sushi_places", "arguments": '
         CALL + '{"city": "Tokyo"}}\n</tool',
         CALL + "{\n" + " " * 15 + '"city"',  # a newline and an indent
         CALL + '{"city": "Tokyo",\r\n  "top": 3,\n\n"sort"',  # a Windows line break; one blank line
-        '{"name": "get_\\u0062est',  # an escape for the b of both names
-        '{"name": "get_\\u006',  # cut short, still the beginning of the b's code (0062)
         CALL + '{"city": "Tok\\u00',  # cut short in a free string: any character may follow
-        CALL + '{"city": "Tokyo", "sort": "\\u0070ri',  # an escaped p: "pri" begins "price"
         CALL + '{"city": "<b>Tokyo</b> <tool_call',  # other tags, and a tag not yet closed
         '{"arguments": {"x": 1}, "name": "get_best_sushi_places"}',  # the keys in the other order
         CALL + '{"city": "Tokyo", "min_rating": ' + "1" * 30 + ".",  # room left for one digit
-        '{"name": "get_best_sushi_\\',  # an escape can write the next letter of either name
     ],
 )
 def test_beginnings_of_calls_that_can_still_fit(body):
@@ -110,10 +106,46 @@ def test_beginnings_of_calls_that_can_still_fit(body):
         '{"name": "get_best_sushi_menu\\',  # a whole name: an escape would write one character too many
         '{"name\\',  # the same for a whole key
         CALL + '{"city": "Tokyo</tool_call>',
+        # In a name, a key or an option an escape writes only a character that needs one (below): a letter spelled
+        # as a \\u code is a model kept from the token it wanted, spending its tokens on escapes.
+        '{"name": "get_\\u0062est',  # an escaped b, which both names hold
+        '{"name": "get_\\u006',  # cut short on the way to the b's code (0062)
+        CALL + '{"city": "Tokyo", "sort": "\\u0070ri',  # an escaped p: "pri" begins "price"
+        '{"name": "get_best_sushi_\\',  # the next letter of either name needs no escape
+        '{"n\\u0061me"',  # the same for a key
     ],
 )
 def test_beginnings_of_calls_that_cannot_fit(body):
     assert block_is_possible(body, FUNCTIONS) == (False, None)
+
+
+DRINKS = tool_functions(
+    [
+        {
+            "name": "order",
+            "parameters": {"type": "object", "properties": {"drink": {"enum": ["café", 'a "flat" white', "tea"]}}},
+        }
+    ]
+)
+ORDER = '{"name": "order", "arguments": {"drink": "'
+
+
+@pytest.mark.parametrize(
+    ("body", "possible"),
+    [
+        (ORDER + 'café"}}', True),  # written plainly, as always
+        (ORDER + 'caf\\u00e9"}}', True),  # an é escaped, as Python's json.dumps writes it
+        (ORDER + "caf\\u00", True),  # cut short, still the beginning of the é's code (00e9)
+        (ORDER + 'a \\"flat\\" white"}}', True),  # a quote must be escaped
+        (ORDER + "a \\u0022flat", True),  # and may be as a code
+        (ORDER + "caf\\u006", False),  # 006x are letters, which need no escape
+        (ORDER + "\\u0074ea", False),  # the t of tea
+        (ORDER + "a \\/", False),  # an escaped slash, where none of the options has one
+        (ORDER + "t\\", False),  # the e after t needs no escape
+    ],
+)
+def test_an_escape_in_an_option_writes_only_a_character_that_needs_one(body, possible):
+    assert block_is_possible(body, DRINKS)[0] is possible
 
 
 def test_a_closed_block_says_where_it_ends_and_only_blocks_after_the_start_are_read():
